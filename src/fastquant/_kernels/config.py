@@ -1,0 +1,60 @@
+"""Compiler flags and size thresholds shared by every kernel: the one place to tune them.
+
+Every jitted function in ``fastquant._kernels`` is compiled with one of the flag sets below
+(``tests/test_kernel_config.py`` checks it). ``fastmath`` is kept off wherever results must
+match NumPy bit for bit (quantization); it is on only for float reductions whose order may change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
+
+#: Plain kernels: no Python objects, GIL released, compiled once and cached on disk.
+KERNEL = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
+
+#: Float reductions that may be reassociated (dot products for rescoring).
+FASTMATH_KERNEL = {**KERNEL, "fastmath": True}
+
+#: Drivers that split work across Numba's thread pool with ``prange``.
+PARALLEL_KERNEL = {**KERNEL, "parallel": True}
+
+#: Parallel drivers of float reductions.
+PARALLEL_FASTMATH_KERNEL = {**PARALLEL_KERNEL, "fastmath": True}
+
+#: Small helpers inlined into their callers at the Numba IR level.
+INLINE_KERNEL = {**KERNEL, "inline": "always"}
+
+#: Rows of the corpus scanned per block before their distances are merged into the top-k heaps:
+#: 256 rows x 128 bytes stay in L1 while a batch of queries reuses them.
+SCAN_BLOCK_ROWS = 256
+
+#: Below this many bytes of work (rows x bytes per row x queries) a kernel runs on one thread:
+#: waking an idle vCPU costs more than it saves.
+PARALLEL_MIN_WORK_BYTES = 1 << 22
+
+#: Quantizing or packing fewer elements (rows x dims) than this runs on one thread.
+QUANTIZE_PARALLEL_MIN_ELEMENTS = 1 << 20
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Threads for one call: ``None`` means every thread Numba started with (``NUMBA_NUM_THREADS``)."""
+    if threads is None:
+        return int(numba.config.NUMBA_NUM_THREADS)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return threads
+
+
+@contextmanager
+def numba_threads(threads: int) -> Iterator[int]:
+    """Run Numba's parallel kernels on at most ``threads`` threads inside the block; yields that count."""
+    threads = min(threads, int(numba.config.NUMBA_NUM_THREADS))
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        numba.set_num_threads(previous)

@@ -1,0 +1,93 @@
+"""Exact Hamming top-k over packed bit rows: corpus-parallel, query-blocked, two-pass blocks.
+
+Inputs are flat views: ``corpus_flat (n * nbytes,) uint8`` and ``queries_flat (q * nbytes,)
+uint8``. Each thread scans a contiguous range of corpus rows in blocks of ``SCAN_BLOCK_ROWS``;
+for every block it writes the distances of four queries at a time into a small buffer, then
+offers a query's block to its heap only if the block's minimum beats the heap's worst entry.
+Per-thread heaps are merged at the end, so one query uses every thread and the result
+(ascending distance, ties by ascending id) does not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .config import KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
+from .popcount import QUERIES_PER_SCAN, scan_block_1, scan_block_4, xor_popcount_byte
+from .topk import EMPTY_ID, heap_replace_root, merge_heaps
+
+_FAR = np.iinfo(np.int32).max
+
+
+@njit(**KERNEL)
+def _block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_hi, dist):
+    """Set ``dist[4 * (r - row_lo) + j]`` to the distance of row ``r`` to query ``q_lo + j``."""
+    if q_hi - q_lo == QUERIES_PER_SCAN:
+        scan_block_4(corpus_flat, row_lo, row_hi, nbytes, queries_flat, q_lo * nbytes, dist, 0)
+    else:
+        for qi in range(q_lo, q_hi):
+            scan_block_1(corpus_flat, row_lo, row_hi, nbytes, queries_flat, qi * nbytes, dist, qi - q_lo)
+    first_tail_byte = nbytes - nbytes % 8
+    if first_tail_byte == nbytes:
+        return
+    for r in range(row_lo, row_hi):
+        for qi in range(q_lo, q_hi):
+            extra = 0
+            for byte in range(first_tail_byte, nbytes):
+                extra += xor_popcount_byte(corpus_flat, r * nbytes + byte, queries_flat, qi * nbytes + byte)
+            dist[QUERIES_PER_SCAN * (r - row_lo) + qi - q_lo] += extra
+
+
+@njit(**KERNEL)
+def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids):
+    """Offer corpus rows ``[row_lo, row_hi)`` to the heaps ``(q, k)`` of every query."""
+    nq = heap_keys.shape[0]
+    dist = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
+    for block_lo in range(row_lo, row_hi, SCAN_BLOCK_ROWS):
+        block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
+        rows = block_hi - block_lo
+        for q_lo in range(0, nq, QUERIES_PER_SCAN):
+            q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
+            _block_distances(corpus_flat, queries_flat, nbytes, block_lo, block_hi, q_lo, q_hi, dist)
+            for qi in range(q_lo, q_hi):
+                column = dist[qi - q_lo : QUERIES_PER_SCAN * rows : QUERIES_PER_SCAN]
+                keys = heap_keys[qi]
+                ids = heap_ids[qi]
+                worst = keys[0]
+                if column.min() >= worst:
+                    continue
+                for j in range(rows):
+                    # Rows arrive in ascending id, so an equal distance never displaces a kept row.
+                    if column[j] < worst:
+                        heap_replace_root(keys, ids, column[j], block_lo + j)
+                        worst = keys[0]
+
+
+@njit(**KERNEL)
+def _empty_heaps(threads, nq, k):
+    keys = np.full((threads, nq, k), _FAR, dtype=np.int32)
+    ids = np.full((threads, nq, k), EMPTY_ID, dtype=np.int64)
+    return keys, ids
+
+
+@njit(**KERNEL)
+def hamming_topk_serial(corpus_flat, queries_flat, nbytes, n, k, out_dist, out_ids):
+    """Top-k on the calling thread into ``out_dist (q, k) int32, out_ids (q, k) int64``, ``k <= n``."""
+    nq = queries_flat.shape[0] // nbytes
+    heap_keys, heap_ids = _empty_heaps(1, nq, k)
+    scan_range(corpus_flat, queries_flat, nbytes, 0, n, heap_keys[0], heap_ids[0])
+    merge_heaps(heap_keys, heap_ids, out_dist, out_ids)
+
+
+@njit(**PARALLEL_KERNEL)
+def hamming_topk_parallel(corpus_flat, queries_flat, nbytes, n, k, threads, out_dist, out_ids):
+    """Top-k with the corpus split into ``threads`` contiguous ranges, one per thread."""
+    nq = queries_flat.shape[0] // nbytes
+    heap_keys, heap_ids = _empty_heaps(threads, nq, k)
+    blocks = (n + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+    for t in prange(threads):
+        row_lo = min(n, (blocks * t // threads) * SCAN_BLOCK_ROWS)
+        row_hi = min(n, (blocks * (t + 1) // threads) * SCAN_BLOCK_ROWS)
+        scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys[t], heap_ids[t])
+    merge_heaps(heap_keys, heap_ids, out_dist, out_ids)
