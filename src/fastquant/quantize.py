@@ -1,0 +1,273 @@
+"""Scalar and binary quantization of float embeddings, a drop-in for sentence-transformers.
+
+``quantize_embeddings`` returns the dtype, shape and values of
+``sentence_transformers.util.quantization.quantize_embeddings`` (6.2) for finite float input:
+
+- ``"float32"``: ``(n, d) float32`` copy.
+- ``"int8"`` / ``"uint8"``: ``(n, d)`` codes ``clip(floor((x - start) / step), 0, 255)``, minus 128
+  for int8, with ``step = (max - min) / 255`` per dimension (1 where max == min). Values outside
+  the ranges saturate.
+- ``"ubinary"``: ``(n, ceil(d / 8)) uint8``, bit set when ``x > 0``, most-significant bit first
+  like ``np.packbits(x > 0, axis=-1)``; ``"binary"`` is the same bytes minus 128 as int8.
+
+Arguments are validated here, once; the 2-D work runs in the Numba kernels of
+``fastquant._kernels.pack``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._kernels.config import QUANTIZE_PARALLEL_MIN_ELEMENTS
+from ._kernels.pack import (
+    pack_sign_bits,
+    pack_sign_bits_parallel,
+    quantize_int8,
+    quantize_int8_parallel,
+)
+from .validation import (
+    require_dim,
+    require_finite,
+    require_float,
+    require_ndim,
+    require_non_empty,
+    to_numpy,
+)
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    EmbeddingsLike = np.ndarray | Tensor | Sequence[np.ndarray] | Sequence[Tensor]
+
+#: Precisions accepted by ``quantize_embeddings``, as in sentence-transformers.
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+_SCALAR_PRECISIONS = ("int8", "uint8")
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """Per-dimension ranges for int8/uint8 quantization, shared by a corpus and its queries.
+
+    ``ranges (2, d) float32`` holds the minima (row 0) and maxima (row 1); ``starts (d,) float32``
+    and ``steps (d,) float32`` are derived from them exactly as sentence-transformers does.
+    """
+
+    ranges: np.ndarray
+    starts: np.ndarray = field(init=False, repr=False)
+    steps: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ranges = _checked_ranges(self.ranges)
+        steps = (ranges[1] - ranges[0]) / np.float32(255)
+        steps[steps == 0] = 1
+        for name, array in (("ranges", ranges), ("starts", ranges[0]), ("steps", steps)):
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+
+    @classmethod
+    def from_embeddings(cls, calibration_embeddings: Any) -> Calibration:
+        """Ranges from the per-dimension min and max of ``calibration_embeddings (n, d) float``."""
+        name = "calibration_embeddings"
+        embeddings = to_numpy(calibration_embeddings)
+        require_float(name, embeddings)
+        require_ndim(name, embeddings, 2)
+        require_non_empty(name, embeddings)
+        ranges = np.vstack((embeddings.min(axis=0), embeddings.max(axis=0)))
+        # NaN propagates into the minima and Inf shows in them or the maxima: no separate pass.
+        if not np.isfinite(ranges).all():
+            require_finite(name, embeddings)
+        return cls(ranges)
+
+    @classmethod
+    def load(cls, path: str | PathLike[str]) -> Calibration:
+        """Read ranges written by ``save``; a file of anything else raises ``ValueError``."""
+        try:
+            ranges = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError) as error:
+            raise ValueError(f"{path} is not a .npy file of calibration ranges: {error}") from error
+        if not isinstance(ranges, np.ndarray) or ranges.dtype.kind != "f":
+            raise ValueError(f"{path} must hold a (2, d) float array of calibration ranges")
+        try:
+            return cls(ranges)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+
+    @property
+    def dim(self) -> int:
+        """Number of dimensions ``d``."""
+        return self.ranges.shape[1]
+
+    def save(self, path: str | PathLike[str]) -> None:
+        """Write ``ranges (2, d) float32`` as ``.npy`` (NumPy appends the suffix if missing)."""
+        np.save(path, self.ranges)
+
+    def quantize(self, embeddings: EmbeddingsLike, precision: str = "int8") -> np.ndarray:
+        """Codes ``(n, d)`` or ``(d,)`` int8 (or uint8) of float ``embeddings``, these ranges."""
+        if precision not in _SCALAR_PRECISIONS:
+            raise ValueError(f"precision must be 'int8' or 'uint8'; got {precision!r}")
+        embeddings = _checked_embeddings("embeddings", embeddings)
+        require_dim("embeddings", embeddings, self.dim)
+        return _quantize(embeddings, precision, self)
+
+    def dequantize(self, codes_i8: Any) -> np.ndarray:
+        """Float32 values ``start + (code + 128) * step`` of int8 codes ``(n, d)`` or ``(d,)``."""
+        codes_i8 = to_numpy(codes_i8)
+        if codes_i8.dtype != np.int8:
+            raise ValueError(f"codes_i8 must be int8 codes; got dtype {codes_i8.dtype}")
+        require_ndim("codes_i8", codes_i8, 1, 2)
+        require_dim("codes_i8", codes_i8, self.dim)
+        return self.starts + (codes_i8.astype(np.float32) + np.float32(128)) * self.steps
+
+
+def quantize_embeddings(
+    embeddings: EmbeddingsLike,
+    precision: str,
+    ranges: Any | None = None,
+    calibration_embeddings: Any | None = None,
+) -> np.ndarray | list[np.ndarray]:
+    """Quantize float ``embeddings`` like sentence-transformers' function of the same name.
+
+    ``embeddings`` is ``(n, d)`` or ``(d,)`` float16/32/64 (an array, tensor or list of vectors),
+    or a list of ``(n_i, d)`` matrices (multi-vector), quantized with shared ranges and returned
+    as a list. int8/uint8 ranges come from ``ranges (2, d)``, else from ``calibration_embeddings
+    (m, d)``, else from ``embeddings`` themselves (which then need at least two rows).
+    """
+    if precision not in PRECISIONS:
+        valid = ", ".join(map(repr, PRECISIONS))
+        raise ValueError(f"precision must be one of {valid}; got {precision!r}")
+    if isinstance(embeddings, (list, tuple)):
+        if not embeddings:
+            return []
+        items = [to_numpy(item) for item in embeddings]
+        if items[0].ndim == 2:
+            return _quantize_documents(items, precision, ranges, calibration_embeddings)
+        embeddings = np.array(items)
+    embeddings = _checked_embeddings("embeddings", embeddings)
+    calibration = None
+    if precision in _SCALAR_PRECISIONS:
+        calibration = _calibration_for(embeddings, ranges, calibration_embeddings)
+    return _quantize(embeddings, precision, calibration)
+
+
+def pack_bits(embeddings: EmbeddingsLike) -> np.ndarray:
+    """``(n, ceil(d / 8)) uint8`` sign bits of float ``embeddings (n, d)``, MSB first (ubinary)."""
+    return _quantize(_checked_embeddings("embeddings", embeddings), "ubinary", None)
+
+
+def _checked_embeddings(name: str, embeddings: Any) -> np.ndarray:
+    """``embeddings`` as a non-empty, finite ``(n, d)`` or ``(d,)`` float ndarray."""
+    embeddings = to_numpy(embeddings)
+    require_float(name, embeddings)
+    require_ndim(name, embeddings, 1, 2)
+    require_non_empty(name, embeddings)
+    require_finite(name, embeddings)
+    return embeddings
+
+
+def _checked_ranges(ranges: Any) -> np.ndarray:
+    """``ranges`` as a new finite ``(2, d) float32`` array with min <= max in every dimension."""
+    ranges = to_numpy(ranges)
+    if ranges.dtype.kind not in "iuf":
+        raise ValueError(f"ranges must be a numeric (2, d) array; got dtype {ranges.dtype}")
+    if ranges.ndim != 2 or ranges.shape[0] != 2 or ranges.shape[1] == 0:
+        raise ValueError(f"ranges must have shape (2, d): minima then maxima; got {ranges.shape}")
+    require_finite("ranges", ranges)
+    inverted = np.flatnonzero(ranges[0] > ranges[1])
+    if inverted.size:
+        raise ValueError(
+            f"ranges has min > max in {inverted.size} dimensions (first: dimension {inverted[0]})"
+        )
+    with np.errstate(over="ignore"):
+        ranges = ranges.astype(np.float32)
+        span = ranges[1] - ranges[0]
+    too_wide = np.flatnonzero(~np.isfinite(span))
+    if too_wide.size:
+        raise ValueError(
+            f"ranges overflow float32 (max - min must stay below {np.finfo(np.float32).max:.4g}) "
+            f"in {too_wide.size} dimensions (first: dimension {too_wide[0]})"
+        )
+    return ranges
+
+
+def _calibration_for(
+    embeddings: np.ndarray, ranges: Any, calibration_embeddings: Any
+) -> Calibration:
+    """The ``Calibration`` sentence-transformers would use for ``embeddings (n, d)``."""
+    dim = embeddings.shape[-1]
+    if ranges is not None:
+        calibration = Calibration(ranges)
+        if calibration.dim != dim:
+            raise ValueError(
+                f"ranges must have shape (2, {dim}) to match the embeddings; "
+                f"got {calibration.ranges.shape}"
+            )
+        return calibration
+    if calibration_embeddings is not None:
+        calibration = Calibration.from_embeddings(calibration_embeddings)
+        if calibration.dim != dim:
+            raise ValueError(
+                f"calibration_embeddings has dimension {calibration.dim}, expected {dim}"
+            )
+        return calibration
+    if embeddings.ndim == 1 or embeddings.shape[0] == 1:
+        raise ValueError(
+            "Cannot compute int8/uint8 quantization ranges from a single embedding: pass `ranges` "
+            "or `calibration_embeddings` from a representative set of embeddings"
+        )
+    return Calibration.from_embeddings(embeddings)
+
+
+def _quantize_documents(
+    documents: list[np.ndarray], precision: str, ranges: Any, calibration_embeddings: Any
+) -> list[np.ndarray]:
+    """Quantize ``(n_i, d)`` matrices with ranges shared by all of them; empty ones are allowed."""
+    dim = documents[0].shape[1]
+    for i, document in enumerate(documents):
+        name = f"embeddings[{i}]"
+        require_float(name, document)
+        require_ndim(name, document, 2)
+        require_dim(name, document, dim)
+        require_finite(name, document)
+    stacked = np.concatenate(documents)
+    require_non_empty("embeddings", stacked)
+    calibration = None
+    if precision in _SCALAR_PRECISIONS:
+        calibration = _calibration_for(stacked, ranges, calibration_embeddings)
+    codes = _quantize(stacked, precision, calibration)
+    return np.split(codes, np.cumsum([len(document) for document in documents[:-1]]))
+
+
+def _quantize(
+    embeddings: np.ndarray, precision: str, calibration: Calibration | None
+) -> np.ndarray:
+    """Dispatch validated ``embeddings (n, d)`` or ``(d,)`` to the kernel of ``precision``."""
+    if precision == "float32":
+        return embeddings.astype(np.float32)
+    # float16 widens to float32 exactly; NumPy also computes float16 - float32 in float32.
+    rows = np.ascontiguousarray(
+        embeddings.reshape(-1, embeddings.shape[-1]),
+        dtype=np.float32 if embeddings.dtype == np.float16 else embeddings.dtype,
+    )
+    parallel = rows.size >= QUANTIZE_PARALLEL_MIN_ELEMENTS
+    if precision in _SCALAR_PRECISIONS:
+        codes = np.empty(rows.shape, dtype=np.int8)
+        kernel = quantize_int8_parallel if parallel else quantize_int8
+        starts, steps = calibration.starts.astype(rows.dtype), calibration.steps.astype(rows.dtype)
+        kernel(rows, starts, steps, codes)
+        if precision == "uint8":
+            codes = codes.view(np.uint8)
+            codes ^= 0x80
+    else:
+        codes = np.empty((rows.shape[0], (rows.shape[1] + 7) // 8), dtype=np.uint8)
+        (pack_sign_bits_parallel if parallel else pack_sign_bits)(rows, codes)
+        if precision == "binary":
+            codes ^= 0x80
+            codes = codes.view(np.int8)
+    return codes.reshape(*embeddings.shape[:-1], codes.shape[-1])

@@ -1,0 +1,69 @@
+"""Plain NumPy references for fastquant's kernels, used only by tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def naive_hamming_topk(
+    corpus_bits: np.ndarray, query_bits: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Hamming top-k by unpacking every bit: ``(q, min(k, n))`` int32 distances, int64 ids.
+
+    ``corpus_bits (n, nbytes) uint8``, ``query_bits (q, nbytes) uint8``; the result is the first
+    ``min(k, n)`` entries of a stable sort of each query's distance row (ties by ascending id).
+    """
+    corpus = np.unpackbits(corpus_bits, axis=1)
+    distances = np.stack(
+        [(np.unpackbits(query) != corpus).sum(axis=1, dtype=np.int32) for query in query_bits]
+    )
+    ids = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(distances, ids, axis=1), ids.astype(np.int64)
+
+
+def naive_quantize_int8(x: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """int8 codes ``(n, d)`` of float ``x (n, d)``: ``clip(floor((x - min) / step), 0, 255) - 128``.
+
+    ``ranges (2, d)`` is cast to float32, ``step = (max - min) / 255`` (1 where zero), as in
+    sentence-transformers; the arithmetic runs in the dtype NumPy promotes ``x`` and float32 to.
+    """
+    ranges = np.asarray(ranges, dtype=np.float32)
+    starts = ranges[0]
+    steps = (ranges[1] - starts) / np.float32(255)
+    steps = np.where(steps == 0, np.float32(1), steps)
+    with np.errstate(over="ignore"):  # a level beyond the float range saturates like any other
+        levels = np.floor((x - starts) / steps)
+    return (np.clip(levels, 0, 255) - 128).astype(np.int8)
+
+
+def naive_pack_bits(x: np.ndarray) -> np.ndarray:
+    """``(n, ceil(d / 8)) uint8`` of ``x (n, d) > 0``, first bit most significant, zero-padded.
+
+    Built from weighted sums of bits, independently of ``np.packbits``.
+    """
+    n, d = x.shape
+    bits = np.zeros((n, -(-d // 8) * 8), dtype=np.int64)
+    bits[:, :d] = x > 0
+    weights = 1 << np.arange(7, -1, -1)
+    return (bits.reshape(n, -1, 8) * weights).sum(axis=2).astype(np.uint8)
+
+
+def naive_dequantize(codes_i8: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """float64 values ``start + (code + 128) * step`` of int8 codes ``(n, d)``."""
+    ranges = np.asarray(ranges, dtype=np.float32)
+    starts = ranges[0].astype(np.float64)
+    steps = ((ranges[1] - ranges[0]) / np.float32(255)).astype(np.float64)
+    steps = np.where(steps == 0, 1.0, steps)
+    return starts + (codes_i8.astype(np.float64) + 128.0) * steps
+
+
+def naive_int8_scores(queries: np.ndarray, codes_i8: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """``(q, n)`` float64 dot products of queries with every dequantized code row."""
+    return queries.astype(np.float64) @ naive_dequantize(codes_i8, ranges).T
+
+
+def naive_bit_scores(queries: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """``(q, n)`` float64 BPR scores ``q . (2b - 1)`` with ``b`` the unpacked bits of each row."""
+    d = queries.shape[1]
+    signs = 2.0 * np.unpackbits(bits, axis=1)[:, :d] - 1.0
+    return queries.astype(np.float64) @ signs.T
