@@ -1,0 +1,19 @@
+"""fastquant: quantized embedding search with Numba kernels cross-validated against faiss and usearch.
+
+Public API:
+    quantize_embeddings, Calibration       float -> int8 / uint8 / packed bits (sentence-transformers compatible)
+    hamming_topk, compare_backends         exact Hamming top-k on numba / numpy / faiss / usearch
+    rescore_int8, rescore_bits, int8_topk  float32 queries against int8 codes or bits
+"""
+
+from .hamming import BackendComparison, compare_backends, hamming_topk
+from .quantize import Calibration, quantize_embeddings
+
+__all__ = [
+    "BackendComparison",
+    "Calibration",
+    "compare_backends",
+    "hamming_topk",
+    "quantize_embeddings",
+]
+__version__ = "0.1.0"

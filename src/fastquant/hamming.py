@@ -1,0 +1,145 @@
+"""Exact Hamming top-k over packed bits, on any backend, and cross-checks between backends.
+
+Bits are packed 8 per byte, most significant bit first (``np.packbits``, sentence-transformers'
+``ubinary``). Sentence-transformers' signed ``binary`` codes (``int8``) are accepted too: both
+sides are shifted by the same 128, so their XOR, and every distance, is unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ._kernels.config import resolve_threads
+from .backends import BACKEND_NAMES, available_backends, get_backend
+
+
+def as_bit_matrix(name: str, bits: np.ndarray) -> np.ndarray:
+    """Validate packed bits and return them as a C-contiguous ``(n, nbytes) uint8`` view or copy."""
+    if not isinstance(bits, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array of packed bits, got {type(bits).__name__}")
+    if bits.dtype not in (np.uint8, np.int8):
+        raise TypeError(
+            f"{name} must hold packed bits as uint8 (np.packbits, precision='ubinary') or int8 "
+            f"(precision='binary'), got dtype {bits.dtype}"
+        )
+    if bits.ndim == 1:
+        bits = bits[None, :]
+    if bits.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, bytes), got shape {bits.shape}")
+    if bits.shape[0] == 0 or bits.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {bits.shape}")
+    return np.ascontiguousarray(bits).view(np.uint8)
+
+
+def _validate(corpus_bits, query_bits, k) -> tuple[np.ndarray, np.ndarray, int]:
+    if isinstance(corpus_bits, np.ndarray) and isinstance(query_bits, np.ndarray):
+        if corpus_bits.dtype != query_bits.dtype:
+            raise TypeError(
+                f"corpus_bits ({corpus_bits.dtype}) and query_bits ({query_bits.dtype}) must be packed "
+                "the same way: both uint8 ('ubinary') or both int8 ('binary')"
+            )
+    corpus = as_bit_matrix("corpus_bits", corpus_bits)
+    queries = as_bit_matrix("query_bits", query_bits)
+    if corpus.shape[1] != queries.shape[1]:
+        raise ValueError(
+            f"dimension mismatch: corpus rows are {corpus.shape[1]} bytes ({8 * corpus.shape[1]} bits), "
+            f"queries are {queries.shape[1]} bytes ({8 * queries.shape[1]} bits)"
+        )
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}")
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    return corpus, queries, min(int(k), corpus.shape[0])
+
+
+def hamming_topk(
+    corpus_bits: np.ndarray,
+    query_bits: np.ndarray,
+    k: int,
+    *,
+    backend: str = "numba",
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest corpus rows of each query by Hamming distance.
+
+    Args:
+        corpus_bits: ``(n, nbytes) uint8`` packed bits (or ``int8`` signed ``binary`` codes);
+            memory-mapped and read-only arrays are scanned in place.
+        query_bits: ``(q, nbytes)`` of the same dtype, or one ``(nbytes,)`` row.
+        k: neighbours per query; ``k > n`` returns all ``n`` rows.
+        backend: ``"numba"`` (fastquant's kernels), ``"numpy"`` (reference), ``"faiss"`` or ``"usearch"``.
+        threads: threads for this call on every backend; default: all cores.
+
+    Returns:
+        ``distances (q, min(k, n)) int32`` ascending and ``ids (q, min(k, n)) int64``; equal
+        distances are ordered by ascending id, so every backend returns identical arrays.
+    """
+    corpus, queries, k_eff = _validate(corpus_bits, query_bits, k)
+    engine = get_backend(backend)
+    return engine.topk(corpus, queries, k_eff, resolve_threads(threads))
+
+
+@dataclass(frozen=True)
+class BackendComparison:
+    """Result of :func:`compare_backends`: which backends returned exactly the reference's arrays."""
+
+    reference: str
+    agree: tuple[str, ...]
+    #: backend name -> human-readable description of its first difference from the reference
+    mismatches: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def raise_if_mismatch(self) -> None:
+        """Raise ``AssertionError`` describing every backend that disagreed."""
+        if self.mismatches:
+            details = "; ".join(f"{name}: {why}" for name, why in self.mismatches.items())
+            raise AssertionError(f"backends disagree with {self.reference}: {details}")
+
+
+def _first_difference(ref: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]) -> str | None:
+    for label, a, b in (("distances", ref[0], other[0]), ("ids", ref[1], other[1])):
+        if a.shape != b.shape:
+            return f"{label} shape {b.shape} != {a.shape}"
+        diff = np.argwhere(a != b)
+        if len(diff):
+            q, j = diff[0]
+            return f"{len(diff)} {label} differ, first at query {q} rank {j}: {b[q, j]} != {a[q, j]}"
+    return None
+
+
+def compare_backends(
+    corpus_bits: np.ndarray,
+    query_bits: np.ndarray,
+    k: int,
+    *,
+    backends: Sequence[str] | None = None,
+    reference: str = "numba",
+    threads: int | None = None,
+) -> BackendComparison:
+    """Run the same exact search on several backends and report any difference from ``reference``.
+
+    Use it on your own data to cross-check fastquant's kernels against faiss and usearch:
+    ``compare_backends(corpus_bits, query_bits, 10).raise_if_mismatch()``. ``backends``
+    defaults to every installed backend.
+    """
+    names = list(backends) if backends is not None else available_backends()
+    for name in [reference, *names]:
+        if name not in BACKEND_NAMES:
+            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+    expected = hamming_topk(corpus_bits, query_bits, k, backend=reference, threads=threads)
+    agree, mismatches = [reference], {}
+    for name in names:
+        if name == reference:
+            continue
+        difference = _first_difference(expected, hamming_topk(corpus_bits, query_bits, k, backend=name, threads=threads))
+        if difference is None:
+            agree.append(name)
+        else:
+            mismatches[name] = difference
+    return BackendComparison(reference=reference, agree=tuple(agree), mismatches=mismatches)
