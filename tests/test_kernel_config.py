@@ -13,7 +13,7 @@ from numba.core.registry import CPUDispatcher
 
 import fastquant._kernels as kernels_package
 from fastquant._kernels import config
-from fastquant._kernels.hamming import _block_distances
+from fastquant._kernels.hamming import block_distances
 
 FLAG_SETS = [
     config.KERNEL,
@@ -56,11 +56,11 @@ def _cpu_has(flag: str) -> bool:
 
 def test_scan_uses_hardware_popcount():
     # Numba cannot show the assembly of disk-cached code: compile an uncached copy of the block scan.
-    block_distances = numba.njit(**{**config.KERNEL, "cache": False})(_block_distances.py_func)
+    uncached = numba.njit(**{**config.KERNEL, "cache": False})(block_distances.py_func)
     corpus = np.zeros(64 * 16, dtype=np.uint8)
     dist = np.empty(4 * config.SCAN_BLOCK_ROWS, dtype=np.int32)
-    block_distances(corpus, corpus[:512], 128, 0, 8, 0, 4, dist)
-    asm = "\n".join(block_distances.inspect_asm().values())
+    uncached(corpus, corpus[:512], 128, 0, 8, 0, 4, dist, np.empty(4, np.int32))
+    asm = "\n".join(uncached.inspect_asm().values())
     assert "popcnt" in asm
     if _cpu_has("avx512_vpopcntdq"):
         assert re.search(r"vpopcntq\s+%zmm", asm), "expected vector popcount on zmm registers"

@@ -7,13 +7,18 @@ Public API:
 """
 
 from .hamming import BackendComparison, compare_backends, hamming_topk
-from .quantize import Calibration, quantize_embeddings
+from .quantize import Calibration, pack_bits, quantize_embeddings
+from .rescore import int8_topk, rescore_bits, rescore_int8
 
 __all__ = [
     "BackendComparison",
     "Calibration",
     "compare_backends",
     "hamming_topk",
+    "int8_topk",
+    "pack_bits",
     "quantize_embeddings",
+    "rescore_bits",
+    "rescore_int8",
 ]
 __version__ = "0.1.0"

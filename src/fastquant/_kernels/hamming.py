@@ -21,13 +21,19 @@ _FAR = np.iinfo(np.int32).max
 
 
 @njit(**KERNEL)
-def _block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_hi, dist):
-    """Set ``dist[4 * (r - row_lo) + j]`` to the distance of row ``r`` to query ``q_lo + j``."""
+def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_hi, dist, minima):
+    """Set ``dist[4 * (r - row_lo) + j]`` to the distance of row ``r`` to query ``q_lo + j``.
+
+    ``minima[j]`` receives a lower bound of query ``q_lo + j``'s smallest distance in the block
+    (exact when ``nbytes % 8 == 0``; trailing bytes are added to ``dist`` afterwards).
+    """
     if q_hi - q_lo == QUERIES_PER_SCAN:
-        scan_block_4(corpus_flat, row_lo, row_hi, nbytes, queries_flat, q_lo * nbytes, dist, 0)
+        minima[0], minima[1], minima[2], minima[3] = scan_block_4(
+            corpus_flat, row_lo, row_hi, nbytes, queries_flat, q_lo * nbytes, dist, 0
+        )
     else:
         for qi in range(q_lo, q_hi):
-            scan_block_1(corpus_flat, row_lo, row_hi, nbytes, queries_flat, qi * nbytes, dist, qi - q_lo)
+            minima[qi - q_lo] = scan_block_1(corpus_flat, row_lo, row_hi, nbytes, queries_flat, qi * nbytes, dist, qi - q_lo)
     first_tail_byte = nbytes - nbytes % 8
     if first_tail_byte == nbytes:
         return
@@ -44,23 +50,23 @@ def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, hea
     """Offer corpus rows ``[row_lo, row_hi)`` to the heaps ``(q, k)`` of every query."""
     nq = heap_keys.shape[0]
     dist = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
+    minima = np.empty(QUERIES_PER_SCAN, dtype=np.int32)
     for block_lo in range(row_lo, row_hi, SCAN_BLOCK_ROWS):
         block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
-        rows = block_hi - block_lo
         for q_lo in range(0, nq, QUERIES_PER_SCAN):
             q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
-            _block_distances(corpus_flat, queries_flat, nbytes, block_lo, block_hi, q_lo, q_hi, dist)
+            block_distances(corpus_flat, queries_flat, nbytes, block_lo, block_hi, q_lo, q_hi, dist, minima)
             for qi in range(q_lo, q_hi):
-                column = dist[qi - q_lo : QUERIES_PER_SCAN * rows : QUERIES_PER_SCAN]
                 keys = heap_keys[qi]
-                ids = heap_ids[qi]
                 worst = keys[0]
-                if column.min() >= worst:
+                if minima[qi - q_lo] >= worst:
                     continue
-                for j in range(rows):
+                ids = heap_ids[qi]
+                for r in range(block_lo, block_hi):
+                    d = dist[QUERIES_PER_SCAN * (r - block_lo) + qi - q_lo]
                     # Rows arrive in ascending id, so an equal distance never displaces a kept row.
-                    if column[j] < worst:
-                        heap_replace_root(keys, ids, column[j], block_lo + j)
+                    if d < worst:
+                        heap_replace_root(keys, ids, d, r)
                         worst = keys[0]
 
 

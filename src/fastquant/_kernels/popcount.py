@@ -10,7 +10,9 @@ AVX-512 (VPOPCNTDQ) machines:
   stay in registers for the whole block and only the corpus row is loaded;
 - a partial vector (e.g. 384 bits = 6 words) is assembled from plain 32/16/8-byte loads: masked
   loads that miss the cache were 4x slower here;
-- four queries' lane sums are reduced by one shuffle tree and stored as one ``<4 x i32>``.
+- four queries' lane sums are reduced by one shuffle tree and stored as one ``<4 x i32>``;
+- the block's minimum distance per query is kept in a register (one ``vpminsd`` a row), so the
+  caller skips a block without reading its distances again when nothing in it can enter a top-k.
 
 Rows wider than 16 words use a general loop. Distances count only whole 64-bit words; callers
 add the ``nbytes % 8`` trailing bytes with ``xor_popcount_byte``. Loads are unaligned, so any
@@ -61,6 +63,18 @@ class _Emitter:
             module, ir.FunctionType(_V8, [_V8.as_pointer(), _I32, _MASK8, _V8]), "llvm.masked.load.v8i64.p0"
         )
         self.zero = ir.Constant(_V8, None)
+        far = ir.Constant(_I32, 2**31 - 1)
+        self.minimum = cgutils.alloca_once_value(
+            builder, far if n_queries == 1 else ir.Constant(_V4_I32, [far] * QUERIES_PER_SCAN)
+        )
+
+    def minima(self, context, return_type):
+        """The block minima as the intrinsic's return value: ``int32`` or a 4-tuple of them."""
+        value = self.b.load(self.minimum)
+        if self.n_queries == 1:
+            return value
+        lanes = [self.b.extract_element(value, ir.Constant(_I32, j)) for j in range(QUERIES_PER_SCAN)]
+        return context.make_tuple(self.b, return_type, lanes)
 
     def _pointer(self, data, offset, element):
         return self.b.bitcast(self.b.gep(data, [offset]), element.as_pointer())
@@ -103,19 +117,23 @@ class _Emitter:
         return self.b.call(self.ctpop, [self.b.xor(a, b_vec)])
 
     def store(self, row_index, sums):
+        """Write the row's distances and lower the running block minima."""
         b = self.b
         at = b.gep(self.dist, [b.add(b.mul(row_index, _i64(QUERIES_PER_SCAN)), self.col)])
         if self.n_queries == 1:
-            b.store(b.trunc(b.call(self.reduce_add, [sums[0]]), _I32), at)
-            return
-        low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
-        s01 = b.add(_shuffle(b, sums[0], sums[1], low), _shuffle(b, sums[0], sums[1], high))
-        s23 = b.add(_shuffle(b, sums[2], sums[3], low), _shuffle(b, sums[2], sums[3], high))
-        pairs = b.add(
-            _shuffle(b, s01, s23, [0, 1, 4, 5, 8, 9, 12, 13]), _shuffle(b, s01, s23, [2, 3, 6, 7, 10, 11, 14, 15])
-        )
-        totals = b.add(_shuffle(b, pairs, pairs, [0, 2, 4, 6]), _shuffle(b, pairs, pairs, [1, 3, 5, 7]))
-        b.store(b.trunc(totals, _V4_I32), b.bitcast(at, _V4_I32.as_pointer()), align=4)
+            total = b.trunc(b.call(self.reduce_add, [sums[0]]), _I32)
+            b.store(total, at)
+        else:
+            low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+            s01 = b.add(_shuffle(b, sums[0], sums[1], low), _shuffle(b, sums[0], sums[1], high))
+            s23 = b.add(_shuffle(b, sums[2], sums[3], low), _shuffle(b, sums[2], sums[3], high))
+            pairs = b.add(
+                _shuffle(b, s01, s23, [0, 1, 4, 5, 8, 9, 12, 13]), _shuffle(b, s01, s23, [2, 3, 6, 7, 10, 11, 14, 15])
+            )
+            total = b.trunc(b.add(_shuffle(b, pairs, pairs, [0, 2, 4, 6]), _shuffle(b, pairs, pairs, [1, 3, 5, 7])), _V4_I32)
+            b.store(total, b.bitcast(at, _V4_I32.as_pointer()), align=4)
+        current = b.load(self.minimum)
+        b.store(b.select(b.icmp_signed("<", total, current), total, current), self.minimum)
 
     def specialised_rows(self, row_lo, count, words):
         """Row loop for a width of exactly ``words`` words; queries held in registers."""
@@ -154,7 +172,8 @@ class _Emitter:
 def _make_scan_block(n_queries: int):
     @intrinsic
     def scan_block(typingctx, corpus, row_lo, row_hi, nbytes, queries, q_off, dist, col):
-        signature = types.void(corpus, types.intp, types.intp, types.intp, queries, types.intp, dist, types.intp)
+        result = types.int32 if n_queries == 1 else types.UniTuple(types.int32, QUERIES_PER_SCAN)
+        signature = result(corpus, types.intp, types.intp, types.intp, queries, types.intp, dist, types.intp)
 
         def codegen(context, builder, sig, args):
             corpus_, row_lo_, row_hi_, nbytes_, queries_, q_off_, dist_, col_ = args
@@ -175,17 +194,19 @@ def _make_scan_block(n_queries: int):
             emit.general_rows(row_lo_, count, nwords)
             builder.branch(done)
             builder.position_at_end(done)
-            return context.get_dummy_value()
+            return emit.minima(context, sig.return_type)
 
         return signature, codegen
 
     return scan_block
 
 
-#: ``scan_block_1(corpus, row_lo, row_hi, nbytes, queries, q_off, dist, col)`` writes the distance
-#: of corpus row ``r`` to the query at byte ``q_off`` into ``dist[QUERIES_PER_SCAN * (r - row_lo) + col]``.
+#: ``scan_block_1(corpus, row_lo, row_hi, nbytes, queries, q_off, dist, col) -> int32`` writes the
+#: distance of corpus row ``r`` to the query at byte ``q_off`` into
+#: ``dist[QUERIES_PER_SCAN * (r - row_lo) + col]`` and returns the smallest one written.
 scan_block_1 = _make_scan_block(1)
-#: ``scan_block_4`` does the same for the four queries at ``q_off + j * nbytes``, into columns 0..3.
+#: ``scan_block_4`` does the same for the four queries at ``q_off + j * nbytes``, into columns 0..3,
+#: and returns their four minima.
 scan_block_4 = _make_scan_block(4)
 
 
