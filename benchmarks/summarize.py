@@ -31,7 +31,7 @@ def hamming_table(benchmarks: list[dict]) -> list[str]:
             continue
         key = (info["nbits"], info["batch"], info["k"], info["threads"], info["rows"], info["bytes"])
         rates[key][info["backend"]] = info["batch"] / b["stats"]["median"]
-    others = ["faiss", "usearch", "numpy"]
+    others = ["faiss-index", "faiss", "usearch", "numpy"]
     lines = [
         "| rows | bits | batch | k | threads | numba q/s | "
         + " | ".join(f"{o} q/s" for o in others)
@@ -55,6 +55,30 @@ def hamming_table(benchmarks: list[dict]) -> list[str]:
     return lines
 
 
+def head_to_head_table(benchmarks: list[dict]) -> list[str]:
+    """Ratios from alternating rounds (``test_bench_head_to_head.py``): the figures to quote."""
+    others = ["faiss-index", "faiss", "usearch", "numpy"]
+    lines = [
+        "| rows | bits | batch | k | threads | numba q/s | "
+        + " | ".join(f"numba / {o}" for o in others)
+        + " | numba % of read bandwidth |",
+        "|" + "---|" * (6 + len(others) + 1),
+    ]
+    rows = sorted(
+        (b["extra_info"] for b in benchmarks if b["extra_info"].get("kind") == "head-to-head"),
+        key=lambda i: (i["nbits"], i["batch"], i["k"], i["threads"]),
+    )
+    for info in rows:
+        medians = info["median_seconds"]
+        ours = medians["numba"]
+        cells = [f"{info['rows']:,}", str(info["nbits"]), str(info["batch"]), str(info["k"]), str(info["threads"])]
+        cells.append(_fmt(info["batch"] / ours))
+        cells += [f"{medians[o] / ours:.2f}x" if o in medians else "" for o in others]
+        cells.append(f"{100 * medians['read'] / ours:.0f}%" if "read" in medians else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _fmt(rate: float | None) -> str:
     return f"{rate:,.0f}" if rate else ""
 
@@ -66,7 +90,15 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
 def main(argv: list[str]) -> None:
     machine, benchmarks = load(argv[1])
     print(f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores\n")
-    print("\n".join(hamming_table(benchmarks)))
+    head_to_head = head_to_head_table(benchmarks)
+    if len(head_to_head) > 2:
+        print("## Head to head (alternating rounds; quote these ratios)\n")
+        print("\n".join(head_to_head))
+        print()
+    separate = hamming_table(benchmarks)
+    if len(separate) > 3:
+        print("## Separately timed benchmarks (absolute rates; ratios drift with the machine)\n")
+        print("\n".join(separate))
 
 
 if __name__ == "__main__":

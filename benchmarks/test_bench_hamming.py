@@ -1,6 +1,7 @@
 """Hamming top-k: numba vs faiss vs usearch vs numpy on one machine, in one run.
 
-Shapes: ``corpus_rows`` x {384, 1024} bits, batches {1, 16, 256}, k {10, 100}, threads {1, 2},
+``faiss`` is the faiss backend (``knn_hamming`` on the raw arrays), ``faiss-index`` is
+``IndexBinaryFlat.search``. Shapes: ``corpus_rows`` x {384, 1024} bits, batches {1, 16, 256}, k {10, 100}, threads {1, 2},
 plus the memory read bandwidth of the same corpus as the physical limit for batch 1.
 Run: ``pytest benchmarks/test_bench_hamming.py --benchmark-json=benchmarks/results/hamming.json``;
 summarise with ``python benchmarks/summarize.py benchmarks/results/hamming.json``.
@@ -64,3 +65,33 @@ def test_hamming_topk(benchmark, random_bits, corpus_rows, backend, nbits, batch
         rounds=_rounds(backend, batch),
         warmup_rounds=1,
     )
+
+
+_FAISS_INDEXES: dict[tuple[int, int], object] = {}
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("nbits", BITS)
+def test_faiss_index_binary_flat(benchmark, random_bits, corpus_rows, nbits, batch, k, threads):
+    """faiss ``IndexBinaryFlat.search`` as users call it (corpus copied into the index beforehand)."""
+    faiss = pytest.importorskip("faiss")
+    corpus = random_bits(corpus_rows, nbits // 8)
+    queries = random_bits(batch + 7, nbits // 8)[7:]
+    key = (corpus_rows, nbits)
+    if key not in _FAISS_INDEXES:
+        index = faiss.IndexBinaryFlat(nbits)
+        index.add(corpus)
+        _FAISS_INDEXES[key] = index
+    index = _FAISS_INDEXES[key]
+    benchmark.extra_info.update(
+        kind="hamming", backend="faiss-index", nbits=nbits, batch=batch, k=k, threads=threads, rows=corpus_rows,
+        bytes=corpus.nbytes,
+    )
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        benchmark.pedantic(index.search, args=(queries, k), rounds=_rounds("faiss", batch), warmup_rounds=1)
+    finally:
+        faiss.omp_set_num_threads(previous)

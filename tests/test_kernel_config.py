@@ -59,7 +59,7 @@ def test_scan_uses_hardware_popcount():
     uncached = numba.njit(**{**config.KERNEL, "cache": False})(block_distances.py_func)
     corpus = np.zeros(64 * 16, dtype=np.uint8)
     dist = np.empty(4 * config.SCAN_BLOCK_ROWS, dtype=np.int32)
-    uncached(corpus, corpus[:512], 128, 0, 8, 0, 4, dist, np.empty(4, np.int32))
+    uncached(corpus, corpus[:512], 128, 0, 8, 0, 4, dist, np.empty(4, np.int32), config.PREFETCH_BYTES)
     asm = "\n".join(uncached.inspect_asm().values())
     assert "popcnt" in asm
     if _cpu_has("avx512_vpopcntdq"):

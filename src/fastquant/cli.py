@@ -26,6 +26,8 @@ def _median_seconds(run, repeats: int) -> float:
 
 def bench(args: argparse.Namespace) -> int:
     """Cross-check every installed backend on random bits, then time each one."""
+    if args.bits <= 0 or args.bits % 8:
+        raise ValueError(f"--bits must be a positive multiple of 8, got {args.bits}")
     rng = np.random.default_rng(0)
     nbytes = args.bits // 8
     corpus = rng.integers(0, 256, (args.rows, nbytes), dtype=np.uint8)

@@ -31,6 +31,10 @@ INLINE_KERNEL = {**KERNEL, "inline": "always"}
 #: 256 rows x 128 bytes stay in L1 while a batch of queries reuses them.
 SCAN_BLOCK_ROWS = 256
 
+#: The scan prefetches the corpus this many bytes ahead of the row it reads. Measured here with
+#: 1M x 1024-bit rows, 2 threads: +17-24% queries/s at batch 16 for 4-16 KiB, no change at batch 1.
+PREFETCH_BYTES = 8192
+
 #: Below this many bytes of work (rows x bytes per row x queries) a kernel runs on one thread:
 #: waking an idle vCPU costs more than it saves.
 PARALLEL_MIN_WORK_BYTES = 1 << 22

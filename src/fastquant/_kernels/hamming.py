@@ -21,7 +21,7 @@ _FAR = np.iinfo(np.int32).max
 
 
 @njit(**KERNEL)
-def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_hi, dist, minima):
+def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_hi, dist, minima, prefetch_bytes):
     """Set ``dist[4 * (r - row_lo) + j]`` to the distance of row ``r`` to query ``q_lo + j``.
 
     ``minima[j]`` receives a lower bound of query ``q_lo + j``'s smallest distance in the block
@@ -29,11 +29,13 @@ def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_h
     """
     if q_hi - q_lo == QUERIES_PER_SCAN:
         minima[0], minima[1], minima[2], minima[3] = scan_block_4(
-            corpus_flat, row_lo, row_hi, nbytes, queries_flat, q_lo * nbytes, dist, 0
+            corpus_flat, row_lo, row_hi, nbytes, queries_flat, q_lo * nbytes, dist, 0, prefetch_bytes
         )
     else:
         for qi in range(q_lo, q_hi):
-            minima[qi - q_lo] = scan_block_1(corpus_flat, row_lo, row_hi, nbytes, queries_flat, qi * nbytes, dist, qi - q_lo)
+            minima[qi - q_lo] = scan_block_1(
+                corpus_flat, row_lo, row_hi, nbytes, queries_flat, qi * nbytes, dist, qi - q_lo, prefetch_bytes
+            )
     first_tail_byte = nbytes - nbytes % 8
     if first_tail_byte == nbytes:
         return
@@ -46,7 +48,7 @@ def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_h
 
 
 @njit(**KERNEL)
-def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids):
+def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids, prefetch_bytes):
     """Offer corpus rows ``[row_lo, row_hi)`` to the heaps ``(q, k)`` of every query."""
     nq = heap_keys.shape[0]
     dist = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
@@ -55,7 +57,9 @@ def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, hea
         block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
         for q_lo in range(0, nq, QUERIES_PER_SCAN):
             q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
-            block_distances(corpus_flat, queries_flat, nbytes, block_lo, block_hi, q_lo, q_hi, dist, minima)
+            block_distances(
+                corpus_flat, queries_flat, nbytes, block_lo, block_hi, q_lo, q_hi, dist, minima, prefetch_bytes
+            )
             for qi in range(q_lo, q_hi):
                 keys = heap_keys[qi]
                 worst = keys[0]
@@ -78,16 +82,16 @@ def _empty_heaps(threads, nq, k):
 
 
 @njit(**KERNEL)
-def hamming_topk_serial(corpus_flat, queries_flat, nbytes, n, k, out_dist, out_ids):
+def hamming_topk_serial(corpus_flat, queries_flat, nbytes, n, k, prefetch_bytes, out_dist, out_ids):
     """Top-k on the calling thread into ``out_dist (q, k) int32, out_ids (q, k) int64``, ``k <= n``."""
     nq = queries_flat.shape[0] // nbytes
     heap_keys, heap_ids = _empty_heaps(1, nq, k)
-    scan_range(corpus_flat, queries_flat, nbytes, 0, n, heap_keys[0], heap_ids[0])
+    scan_range(corpus_flat, queries_flat, nbytes, 0, n, heap_keys[0], heap_ids[0], prefetch_bytes)
     merge_heaps(heap_keys, heap_ids, out_dist, out_ids)
 
 
 @njit(**PARALLEL_KERNEL)
-def hamming_topk_parallel(corpus_flat, queries_flat, nbytes, n, k, threads, out_dist, out_ids):
+def hamming_topk_parallel(corpus_flat, queries_flat, nbytes, n, k, threads, prefetch_bytes, out_dist, out_ids):
     """Top-k with the corpus split into ``threads`` contiguous ranges, one per thread."""
     nq = queries_flat.shape[0] // nbytes
     heap_keys, heap_ids = _empty_heaps(threads, nq, k)
@@ -95,5 +99,5 @@ def hamming_topk_parallel(corpus_flat, queries_flat, nbytes, n, k, threads, out_
     for t in prange(threads):
         row_lo = min(n, (blocks * t // threads) * SCAN_BLOCK_ROWS)
         row_hi = min(n, (blocks * (t + 1) // threads) * SCAN_BLOCK_ROWS)
-        scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys[t], heap_ids[t])
+        scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys[t], heap_ids[t], prefetch_bytes)
     merge_heaps(heap_keys, heap_ids, out_dist, out_ids)

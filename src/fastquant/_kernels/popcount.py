@@ -48,11 +48,11 @@ def _shuffle(builder, a, b, lanes):
 class _Emitter:
     """Emits the IR of one block scan; ``n_queries`` is 1 or 4."""
 
-    def __init__(self, builder, n_queries, corpus, queries, dist, nbytes, q_off, col):
+    def __init__(self, builder, n_queries, corpus, queries, dist, nbytes, q_off, col, prefetch_bytes):
         self.b = builder
         self.n_queries = n_queries
         self.corpus, self.queries, self.dist = corpus, queries, dist
-        self.nbytes, self.col = nbytes, col
+        self.nbytes, self.col, self.prefetch_bytes = nbytes, col, prefetch_bytes
         self.q_offsets = [builder.add(q_off, builder.mul(nbytes, _i64(j))) for j in range(n_queries)]
         module = builder.module
         self.ctpop = cgutils.get_or_insert_function(module, ir.FunctionType(_V8, [_V8]), "llvm.ctpop.v8i64")
@@ -63,16 +63,25 @@ class _Emitter:
             module, ir.FunctionType(_V8, [_V8.as_pointer(), _I32, _MASK8, _V8]), "llvm.masked.load.v8i64.p0"
         )
         self.zero = ir.Constant(_V8, None)
+        self.prefetch = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32]), "llvm.prefetch.p0"
+        )
         far = ir.Constant(_I32, 2**31 - 1)
         self.minimum = cgutils.alloca_once_value(
             builder, far if n_queries == 1 else ir.Constant(_V4_I32, [far] * QUERIES_PER_SCAN)
         )
+        #: Minima of the four-row groups of a single-query scan.
+        self.row_minimum = cgutils.alloca_once_value(builder, ir.Constant(_V4_I32, [far] * 4))
 
     def minima(self, context, return_type):
         """The block minima as the intrinsic's return value: ``int32`` or a 4-tuple of them."""
         value = self.b.load(self.minimum)
         if self.n_queries == 1:
-            return value
+            reduce_min = cgutils.get_or_insert_function(
+                self.b.module, ir.FunctionType(_I32, [_V4_I32]), "llvm.vector.reduce.smin.v4i32"
+            )
+            groups_min = self.b.call(reduce_min, [self.b.load(self.row_minimum)])
+            return self.b.select(self.b.icmp_signed("<", groups_min, value), groups_min, value)
         lanes = [self.b.extract_element(value, ir.Constant(_I32, j)) for j in range(QUERIES_PER_SCAN)]
         return context.make_tuple(self.b, return_type, lanes)
 
@@ -116,37 +125,73 @@ class _Emitter:
     def xor_count(self, a, b_vec):
         return self.b.call(self.ctpop, [self.b.xor(a, b_vec)])
 
-    def store(self, row_index, sums):
-        """Write the row's distances and lower the running block minima."""
+    def reduce_four(self, sums):
+        """Horizontal sums of four ``<8 x i64>`` vectors as one ``<4 x i32>``, by one shuffle tree."""
         b = self.b
-        at = b.gep(self.dist, [b.add(b.mul(row_index, _i64(QUERIES_PER_SCAN)), self.col)])
+        low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+        s01 = b.add(_shuffle(b, sums[0], sums[1], low), _shuffle(b, sums[0], sums[1], high))
+        s23 = b.add(_shuffle(b, sums[2], sums[3], low), _shuffle(b, sums[2], sums[3], high))
+        pairs = b.add(
+            _shuffle(b, s01, s23, [0, 1, 4, 5, 8, 9, 12, 13]), _shuffle(b, s01, s23, [2, 3, 6, 7, 10, 11, 14, 15])
+        )
+        totals = b.add(_shuffle(b, pairs, pairs, [0, 2, 4, 6]), _shuffle(b, pairs, pairs, [1, 3, 5, 7]))
+        return b.trunc(totals, _V4_I32)
+
+    def lower(self, minimum, value):
+        """``minimum = min(minimum, value)`` for an alloca'd ``i32`` or ``<4 x i32>``."""
+        b = self.b
+        current = b.load(minimum)
+        b.store(b.select(b.icmp_signed("<", value, current), value, current), minimum)
+
+    def dist_at(self, row_index):
+        return self.b.gep(self.dist, [self.b.add(self.b.mul(row_index, _i64(QUERIES_PER_SCAN)), self.col)])
+
+    def row_sums(self, row_index_in_block, row_lo, chunks, query_vectors):
+        """Prefetch ahead, then the ``<8 x i64>`` popcount sums of one row against each query."""
+        b = self.b
+        row_offset = b.mul(b.add(row_lo, row_index_in_block), self.nbytes)
+        for off, _ in chunks:
+            ahead = b.gep(self.corpus, [b.add(row_offset, b.add(self.prefetch_bytes, _i64(off)))])
+            b.call(self.prefetch, [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        sums = [self.zero] * self.n_queries
+        for (off, w), q_vectors in zip(chunks, query_vectors):
+            row_vector = self.load_words(self.corpus, b.add(row_offset, _i64(off)), w)
+            sums = [b.add(s, self.xor_count(row_vector, q)) for s, q in zip(sums, q_vectors)]
+        return sums
+
+    def store(self, row_index, sums):
+        """Write one row's distances (one per query) and lower the running block minima."""
+        b = self.b
         if self.n_queries == 1:
             total = b.trunc(b.call(self.reduce_add, [sums[0]]), _I32)
-            b.store(total, at)
+            b.store(total, self.dist_at(row_index))
         else:
-            low, high = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
-            s01 = b.add(_shuffle(b, sums[0], sums[1], low), _shuffle(b, sums[0], sums[1], high))
-            s23 = b.add(_shuffle(b, sums[2], sums[3], low), _shuffle(b, sums[2], sums[3], high))
-            pairs = b.add(
-                _shuffle(b, s01, s23, [0, 1, 4, 5, 8, 9, 12, 13]), _shuffle(b, s01, s23, [2, 3, 6, 7, 10, 11, 14, 15])
-            )
-            total = b.trunc(b.add(_shuffle(b, pairs, pairs, [0, 2, 4, 6]), _shuffle(b, pairs, pairs, [1, 3, 5, 7])), _V4_I32)
-            b.store(total, b.bitcast(at, _V4_I32.as_pointer()), align=4)
-        current = b.load(self.minimum)
-        b.store(b.select(b.icmp_signed("<", total, current), total, current), self.minimum)
+            total = self.reduce_four(sums)
+            b.store(total, b.bitcast(self.dist_at(row_index), _V4_I32.as_pointer()), align=4)
+        self.lower(self.minimum, total)
 
     def specialised_rows(self, row_lo, count, words):
-        """Row loop for a width of exactly ``words`` words; queries held in registers."""
+        """Row loop for a width of exactly ``words`` words; queries held in registers.
+
+        A single query takes rows four at a time, so one shuffle tree reduces four rows.
+        """
         b = self.b
         chunks = self.chunks(words)
         query_vectors = [[self.load_words(self.queries, b.add(q, _i64(off)), w) for q in self.q_offsets] for off, w in chunks]
-        with cgutils.for_range(b, count) as loop:
-            row_offset = b.mul(b.add(row_lo, loop.index), self.nbytes)
-            sums = [self.zero] * self.n_queries
-            for (off, w), q_vectors in zip(chunks, query_vectors):
-                row_vector = self.load_words(self.corpus, b.add(row_offset, _i64(off)), w)
-                sums = [b.add(s, self.xor_count(row_vector, q)) for s, q in zip(sums, q_vectors)]
-            self.store(loop.index, sums)
+        first_single = _i64(0)
+        if self.n_queries == 1:
+            groups = b.udiv(count, _i64(4))
+            with cgutils.for_range(b, groups) as loop:
+                first = b.mul(loop.index, _i64(4))
+                rows = [b.add(first, _i64(r)) for r in range(4)]
+                totals = self.reduce_four([self.row_sums(r, row_lo, chunks, query_vectors)[0] for r in rows])
+                for lane, r in enumerate(rows):
+                    b.store(b.extract_element(totals, ir.Constant(_I32, lane)), self.dist_at(r))
+                self.lower(self.row_minimum, totals)
+            first_single = b.mul(groups, _i64(4))
+        with cgutils.for_range(b, b.sub(count, first_single)) as loop:
+            row = b.add(first_single, loop.index)
+            self.store(row, self.row_sums(row, row_lo, chunks, query_vectors))
 
     def general_rows(self, row_lo, count, nwords):
         """Row loop for any width: whole chunks with plain loads, the last one masked."""
@@ -171,14 +216,14 @@ class _Emitter:
 
 def _make_scan_block(n_queries: int):
     @intrinsic
-    def scan_block(typingctx, corpus, row_lo, row_hi, nbytes, queries, q_off, dist, col):
+    def scan_block(typingctx, corpus, row_lo, row_hi, nbytes, queries, q_off, dist, col, prefetch_bytes):
         result = types.int32 if n_queries == 1 else types.UniTuple(types.int32, QUERIES_PER_SCAN)
-        signature = result(corpus, types.intp, types.intp, types.intp, queries, types.intp, dist, types.intp)
+        signature = result(corpus, types.intp, types.intp, types.intp, queries, types.intp, dist, types.intp, types.intp)
 
         def codegen(context, builder, sig, args):
-            corpus_, row_lo_, row_hi_, nbytes_, queries_, q_off_, dist_, col_ = args
+            corpus_, row_lo_, row_hi_, nbytes_, queries_, q_off_, dist_, col_, prefetch_ = args
             data = [context.make_array(sig.args[i])(context, builder, a).data for i, a in ((0, corpus_), (4, queries_), (6, dist_))]
-            emit = _Emitter(builder, n_queries, data[0], data[1], data[2], nbytes_, q_off_, col_)
+            emit = _Emitter(builder, n_queries, data[0], data[1], data[2], nbytes_, q_off_, col_, prefetch_)
             count = builder.sub(row_hi_, row_lo_)
             nwords = builder.udiv(nbytes_, _i64(8))
             done = builder.append_basic_block("scan_done")

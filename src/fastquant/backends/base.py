@@ -7,6 +7,8 @@ stable sort of each query's distance row: ascending distance, equal distances by
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -61,3 +63,13 @@ def exact_ties(search: LibrarySearch, q: int, n: int, k: int) -> tuple[np.ndarra
         rows = rows[~done]
         k_request = min(2 * k_request, n)
     return out_dist, out_ids
+
+
+def import_library(module: str, backend: str, package: str) -> ModuleType:
+    """Import an optional library, or raise ImportError naming the extra that installs it."""
+    try:
+        return import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"the {backend!r} backend needs {package}: pip install 'fastquant[{backend}]'"
+        ) from error

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import numpy as np
 
-from .base import exact_ties
-
-
-def import_faiss() -> ModuleType:
-    """The ``faiss`` module, or an ImportError naming the extra that installs it."""
-    try:
-        import faiss
-    except ImportError as error:
-        raise ImportError(
-            "the 'faiss' backend needs faiss-cpu: pip install 'fastquant[faiss]'"
-        ) from error
-    return faiss
+from .base import exact_ties, import_library
 
 
 class FaissBackend:
@@ -26,7 +13,7 @@ class FaissBackend:
     name = "faiss"
 
     def __init__(self) -> None:
-        self._faiss = import_faiss()
+        self._faiss = import_library("faiss", "faiss", "faiss-cpu")
 
     def topk(
         self, corpus_bits: np.ndarray, query_bits: np.ndarray, k: int, threads: int

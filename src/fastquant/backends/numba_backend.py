@@ -30,8 +30,8 @@ class NumbaBackend:
         corpus_flat = np.asarray(corpus_bits).reshape(-1)
         queries_flat = np.asarray(query_bits).reshape(-1)
         if threads == 1 or n * nbytes * q < config.PARALLEL_MIN_WORK_BYTES:
-            hamming_topk_serial(corpus_flat, queries_flat, nbytes, n, k, out_dist, out_ids)
+            hamming_topk_serial(corpus_flat, queries_flat, nbytes, n, k, config.PREFETCH_BYTES, out_dist, out_ids)
             return out_dist, out_ids
         with config.numba_threads(threads) as used:
-            hamming_topk_parallel(corpus_flat, queries_flat, nbytes, n, k, used, out_dist, out_ids)
+            hamming_topk_parallel(corpus_flat, queries_flat, nbytes, n, k, used, config.PREFETCH_BYTES, out_dist, out_ids)
         return out_dist, out_ids

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import numpy as np
 
-from .base import exact_ties
-
-
-def import_usearch() -> ModuleType:
-    """The ``usearch.index`` module, or an ImportError naming the extra that installs it."""
-    try:
-        import usearch.index
-    except ImportError as error:
-        raise ImportError(
-            "the 'usearch' backend needs usearch: pip install 'fastquant[usearch]'"
-        ) from error
-    return usearch.index
+from .base import exact_ties, import_library
 
 
 class UsearchBackend:
@@ -26,7 +13,7 @@ class UsearchBackend:
     name = "usearch"
 
     def __init__(self) -> None:
-        self._index = import_usearch()
+        self._index = import_library("usearch.index", "usearch", "usearch")
 
     def topk(
         self, corpus_bits: np.ndarray, query_bits: np.ndarray, k: int, threads: int

@@ -1,0 +1,39 @@
+"""The ``fastquant`` command line: ``bench`` cross-checks the backends and exits non-zero on a mismatch."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastquant.cli import main
+
+SMALL = ["bench", "--rows", "3000", "--bits", "72", "--batch", "5", "-k", "7", "--repeats", "1"]
+
+
+def test_bench_prints_agreement_and_rates(capsys):
+    assert main(SMALL) == 0
+    out = capsys.readouterr().out
+    assert "identical results: numba" in out
+    assert "queries/s" in out and "numba speed-up" in out
+
+
+def test_bench_exits_non_zero_on_mismatch(capsys, monkeypatch):
+    from fastquant.backends import numpy_backend
+
+    original = numpy_backend.NumpyBackend.topk
+    monkeypatch.setattr(
+        numpy_backend.NumpyBackend, "topk", lambda self, *a: (lambda d, i: (d, i[:, ::-1].copy()))(*original(self, *a))
+    )
+    assert main(SMALL) == 1
+    assert "MISMATCH numpy" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_one_line_errors(capsys):
+    assert main(["bench", "--rows", "10", "--bits", "12", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastquant: error:") and "multiple of 8" in err
+
+
+def test_unknown_command_exits_with_usage():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
