@@ -7,10 +7,16 @@ suite smoke-tests in seconds (no timing is asserted anywhere).
 from __future__ import annotations
 
 import os
-import platform
 
-import numpy as np
-import pytest
+# faiss ships its own OpenMP runtime and Numba uses another; both spin-wait after each parallel
+# region by default and steal each other's cores (numba's 2-thread scan ran at half speed right
+# after a faiss call). Idle threads must sleep for engines to be timed fairly side by side.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import platform  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,7 +45,12 @@ def machine_info() -> dict[str, object]:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "numpy": np.__version__}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+    }
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

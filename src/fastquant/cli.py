@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from collections.abc import Sequence
+import os
 
-import numpy as np
+# Before any OpenMP runtime loads: faiss's and Numba's spin-waiting threads otherwise steal each
+# other's cores when both run in one process (see README, "Sharing cores with faiss").
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from ._kernels.config import resolve_threads
-from .backends import available_backends
-from .hamming import compare_backends, hamming_topk
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from ._kernels.config import resolve_threads  # noqa: E402
+from .backends import available_backends  # noqa: E402
+from .hamming import compare_backends, hamming_topk  # noqa: E402
 
 
 def _median_seconds(run, repeats: int) -> float:
