@@ -12,6 +12,12 @@ from fastquant.rescore import int8_topk, rescore_bits, rescore_int8
 from naive import naive_bit_scores, naive_int8_scores
 
 DIMS = [1, 3, 7, 8, 9, 63, 64, 65, 384, 385]
+#: Hypothesis strategies shared by the property tests: random data, odd dims, optional duplicate rows.
+CASES = {
+    "seed": st.integers(0, 2**32 - 1),
+    "d": st.sampled_from(DIMS),
+    "duplicates": st.booleans(),
+}
 
 
 def _tolerance(queries: np.ndarray, scale: float = 1.0) -> float:
@@ -36,14 +42,7 @@ def _check_order(scores: np.ndarray, ids: np.ndarray) -> None:
 
 
 @settings(deadline=None, max_examples=60)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n=st.integers(1, 60),
-    d=st.sampled_from(DIMS),
-    q=st.integers(1, 5),
-    k=st.integers(1, 70),
-    duplicates=st.booleans(),
-)
+@given(**CASES, n=st.integers(1, 60), q=st.integers(1, 5), k=st.integers(1, 70))
 def test_rescore_int8_matches_dequantized_dot(seed, n, d, q, k, duplicates):
     rng, corpus, queries, calibration = _data(seed, n, d, q, duplicates)
     codes = calibration.quantize(corpus)
@@ -63,13 +62,7 @@ def test_rescore_int8_matches_dequantized_dot(seed, n, d, q, k, duplicates):
 
 
 @settings(deadline=None, max_examples=60)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n=st.integers(1, 60),
-    d=st.sampled_from(DIMS),
-    q=st.integers(1, 5),
-    duplicates=st.booleans(),
-)
+@given(**CASES, n=st.integers(1, 60), q=st.integers(1, 5))
 def test_rescore_bits_matches_bpr_scores(seed, n, d, q, duplicates):
     rng, corpus, queries, _ = _data(seed, n, d, q, duplicates)
     bits = quantize_embeddings(corpus, "ubinary")
@@ -81,15 +74,7 @@ def test_rescore_bits_matches_bpr_scores(seed, n, d, q, duplicates):
 
 
 @settings(deadline=None, max_examples=60)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n=st.integers(1, 200),
-    d=st.sampled_from(DIMS),
-    q=st.integers(1, 6),
-    k=st.integers(1, 210),
-    duplicates=st.booleans(),
-    threads=st.sampled_from([1, 2]),
-)
+@given(**CASES, n=st.integers(1, 200), q=st.integers(1, 6), k=st.integers(1, 210), threads=st.sampled_from([1, 2]))
 def test_int8_topk_is_exact(seed, n, d, q, k, duplicates, threads):
     _, corpus, queries, calibration = _data(seed, n, d, q, duplicates)
     codes = calibration.quantize(corpus)

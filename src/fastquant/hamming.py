@@ -14,6 +14,7 @@ import numpy as np
 
 from ._kernels.config import resolve_threads
 from .backends import BACKEND_NAMES, available_backends, get_backend
+from .validation import require_positive_k
 
 
 def as_bit_matrix(name: str, bits: np.ndarray) -> np.ndarray:
@@ -48,11 +49,7 @@ def _validate(corpus_bits, query_bits, k) -> tuple[np.ndarray, np.ndarray, int]:
             f"dimension mismatch: corpus rows are {corpus.shape[1]} bytes ({8 * corpus.shape[1]} bits), "
             f"queries are {queries.shape[1]} bytes ({8 * queries.shape[1]} bits)"
         )
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}")
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    return corpus, queries, min(int(k), corpus.shape[0])
+    return corpus, queries, min(require_positive_k(k), corpus.shape[0])
 
 
 def hamming_topk(

@@ -13,7 +13,7 @@ from ._kernels import config
 from ._kernels import rescore as kernels
 from .hamming import as_bit_matrix
 from .quantize import Calibration
-from .validation import require_dim, require_finite_float_matrix
+from .validation import require_dim, require_finite_float_matrix, require_positive_k
 
 
 def as_queries(query_f32: np.ndarray, dim: int) -> np.ndarray:
@@ -64,19 +64,11 @@ def as_candidates(candidate_ids: np.ndarray, q: int, n: int) -> np.ndarray:
 
 
 def _top(scores: np.ndarray, ids: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
-    keep = ids.shape[1] if k is None else min(_positive_k(k), ids.shape[1])
+    keep = ids.shape[1] if k is None else min(require_positive_k(k), ids.shape[1])
     out_scores = np.empty((ids.shape[0], keep), dtype=np.float32)
     out_ids = np.empty((ids.shape[0], keep), dtype=np.int64)
     kernels.top_scores(scores, ids, out_scores, out_ids)
     return out_scores, out_ids
-
-
-def _positive_k(k: int) -> int:
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}")
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    return int(k)
 
 
 def rescore_int8(
@@ -144,7 +136,7 @@ def int8_topk(
     calibration = as_calibration(calibration)
     queries = as_queries(query_f32, calibration.dim)
     codes = as_codes(codes_i8, calibration.dim)
-    k_eff = min(_positive_k(k), codes.shape[0])
+    k_eff = min(require_positive_k(k), codes.shape[0])
     threads = config.resolve_threads(threads)
     if codes.size * queries.shape[0] < config.PARALLEL_MIN_WORK_BYTES:
         threads = 1

@@ -89,3 +89,12 @@ def require_finite_float_matrix(name: str, array: Any) -> np.ndarray:
     require_non_empty(name, array)
     require_finite(name, array)
     return array
+
+
+def require_positive_k(k: Any) -> int:
+    """``k`` as a positive Python int: TypeError for non-integers (bools included), ValueError for k <= 0."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}")
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    return int(k)
