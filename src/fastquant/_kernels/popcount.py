@@ -70,18 +70,12 @@ class _Emitter:
         self.minimum = cgutils.alloca_once_value(
             builder, far if n_queries == 1 else ir.Constant(_V4_I32, [far] * QUERIES_PER_SCAN)
         )
-        #: Minima of the four-row groups of a single-query scan.
-        self.row_minimum = cgutils.alloca_once_value(builder, ir.Constant(_V4_I32, [far] * 4))
 
     def minima(self, context, return_type):
         """The block minima as the intrinsic's return value: ``int32`` or a 4-tuple of them."""
         value = self.b.load(self.minimum)
         if self.n_queries == 1:
-            reduce_min = cgutils.get_or_insert_function(
-                self.b.module, ir.FunctionType(_I32, [_V4_I32]), "llvm.vector.reduce.smin.v4i32"
-            )
-            groups_min = self.b.call(reduce_min, [self.b.load(self.row_minimum)])
-            return self.b.select(self.b.icmp_signed("<", groups_min, value), groups_min, value)
+            return value
         lanes = [self.b.extract_element(value, ir.Constant(_I32, j)) for j in range(QUERIES_PER_SCAN)]
         return context.make_tuple(self.b, return_type, lanes)
 
@@ -171,27 +165,12 @@ class _Emitter:
         self.lower(self.minimum, total)
 
     def specialised_rows(self, row_lo, count, words):
-        """Row loop for a width of exactly ``words`` words; queries held in registers.
-
-        A single query takes rows four at a time, so one shuffle tree reduces four rows.
-        """
+        """Row loop for a width of exactly ``words`` words; queries held in registers."""
         b = self.b
         chunks = self.chunks(words)
         query_vectors = [[self.load_words(self.queries, b.add(q, _i64(off)), w) for q in self.q_offsets] for off, w in chunks]
-        first_single = _i64(0)
-        if self.n_queries == 1:
-            groups = b.udiv(count, _i64(4))
-            with cgutils.for_range(b, groups) as loop:
-                first = b.mul(loop.index, _i64(4))
-                rows = [b.add(first, _i64(r)) for r in range(4)]
-                totals = self.reduce_four([self.row_sums(r, row_lo, chunks, query_vectors)[0] for r in rows])
-                for lane, r in enumerate(rows):
-                    b.store(b.extract_element(totals, ir.Constant(_I32, lane)), self.dist_at(r))
-                self.lower(self.row_minimum, totals)
-            first_single = b.mul(groups, _i64(4))
-        with cgutils.for_range(b, b.sub(count, first_single)) as loop:
-            row = b.add(first_single, loop.index)
-            self.store(row, self.row_sums(row, row_lo, chunks, query_vectors))
+        with cgutils.for_range(b, count) as loop:
+            self.store(loop.index, self.row_sums(loop.index, row_lo, chunks, query_vectors))
 
     def general_rows(self, row_lo, count, nwords):
         """Row loop for any width: whole chunks with plain loads, the last one masked."""
