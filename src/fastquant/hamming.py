@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ._kernels.config import resolve_threads
-from .backends import BACKEND_NAMES, available_backends, get_backend
+from .backends import available_backends, get_backend
 from .validation import require_positive_k
 
 
@@ -127,8 +127,7 @@ def compare_backends(
     """
     names = list(backends) if backends is not None else available_backends()
     for name in [reference, *names]:
-        if name not in BACKEND_NAMES:
-            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+        get_backend(name)  # fail on an unknown or uninstalled backend before any search runs
     expected = hamming_topk(corpus_bits, query_bits, k, backend=reference, threads=threads)
     agree, mismatches = [reference], {}
     for name in names:

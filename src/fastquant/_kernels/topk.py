@@ -43,13 +43,6 @@ def heap_replace_root(keys, ids, key, idx):
     ids[pos] = idx
 
 
-@njit(**INLINE_KERNEL)
-def heap_push(keys, ids, key, idx):
-    """Keep ``(key, idx)`` if it ranks before the heap's worst entry."""
-    if _worse(keys[0], ids[0], key, idx):
-        heap_replace_root(keys, ids, key, idx)
-
-
 @njit(**KERNEL)
 def sort_pairs(keys, ids, out_keys, out_ids):
     """Write the ``len(out_keys)`` best ``(key, id)`` pairs of ``keys, ids (m,)`` in ascending order."""
