@@ -4,15 +4,23 @@ Public API:
     quantize_embeddings, Calibration       float -> int8 / uint8 / packed bits (sentence-transformers compatible)
     hamming_topk, compare_backends         exact Hamming top-k on numba / numpy / faiss / usearch
     rescore_int8, rescore_bits, int8_topk  float32 queries against int8 codes or bits
+    CorpusStore                            chunked, memory-mapped, crash-safe store searched in place
 """
 
 from .hamming import BackendComparison, compare_backends, hamming_topk
 from .quantize import Calibration, pack_bits, quantize_embeddings
 from .rescore import int8_topk, rescore_bits, rescore_int8
+from .store import CorpusStore, StoreCorruptedError, StoreError, StoreLockedError, StoreNotFoundError, StoreVersionError
 
 __all__ = [
     "BackendComparison",
     "Calibration",
+    "CorpusStore",
+    "StoreCorruptedError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "StoreVersionError",
     "compare_backends",
     "hamming_topk",
     "int8_topk",

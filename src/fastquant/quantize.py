@@ -114,7 +114,7 @@ class Calibration:
             raise ValueError(f"precision must be 'int8' or 'uint8'; got {precision!r}")
         embeddings = _checked_embeddings("embeddings", embeddings)
         require_dim("embeddings", embeddings, self.dim)
-        return _quantize(embeddings, precision, self)
+        return quantize_checked(embeddings, precision, self)
 
     def dequantize(self, codes_i8: Any) -> np.ndarray:
         """Float32 values ``start + (code + 128) * step`` of int8 codes ``(n, d)`` or ``(d,)``."""
@@ -153,12 +153,12 @@ def quantize_embeddings(
     calibration = None
     if precision in _SCALAR_PRECISIONS:
         calibration = _calibration_for(embeddings, ranges, calibration_embeddings)
-    return _quantize(embeddings, precision, calibration)
+    return quantize_checked(embeddings, precision, calibration)
 
 
 def pack_bits(embeddings: EmbeddingsLike) -> np.ndarray:
     """``(n, ceil(d / 8)) uint8`` sign bits of float ``embeddings (n, d)``, MSB first (ubinary)."""
-    return _quantize(_checked_embeddings("embeddings", embeddings), "ubinary", None)
+    return quantize_checked(_checked_embeddings("embeddings", embeddings), "ubinary", None)
 
 
 def _checked_embeddings(name: str, embeddings: Any) -> np.ndarray:
@@ -240,14 +240,18 @@ def _quantize_documents(
     calibration = None
     if precision in _SCALAR_PRECISIONS:
         calibration = _calibration_for(stacked, ranges, calibration_embeddings)
-    codes = _quantize(stacked, precision, calibration)
+    codes = quantize_checked(stacked, precision, calibration)
     return np.split(codes, np.cumsum([len(document) for document in documents[:-1]]))
 
 
-def _quantize(
+def quantize_checked(
     embeddings: np.ndarray, precision: str, calibration: Calibration | None
 ) -> np.ndarray:
-    """Dispatch validated ``embeddings (n, d)`` or ``(d,)`` to the kernel of ``precision``."""
+    """Dispatch already validated ``embeddings (n, d)`` or ``(d,)`` to the kernel of ``precision``.
+
+    For callers that checked dtype, shape and finiteness themselves (the corpus store checks a
+    batch once, then quantizes it in slices).
+    """
     if precision == "float32":
         return embeddings.astype(np.float32)
     # float16 widens to float32 exactly; NumPy also computes float16 - float32 in float32.

@@ -63,12 +63,30 @@ def as_candidates(candidate_ids: np.ndarray, q: int, n: int) -> np.ndarray:
     return ids
 
 
-def _top(scores: np.ndarray, ids: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
-    keep = ids.shape[1] if k is None else min(require_positive_k(k), ids.shape[1])
-    out_scores = np.empty((ids.shape[0], keep), dtype=np.float32)
-    out_ids = np.empty((ids.shape[0], keep), dtype=np.int64)
+def prepare_queries(queries: np.ndarray, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """``queries (q, d) float32`` -> ``scaled (q, d) float32`` and ``constants (q,) float32`` for int8 scoring."""
+    scaled = np.empty_like(queries)
+    constants = np.empty(queries.shape[0], dtype=np.float32)
+    kernels.prepare_queries(queries, calibration.starts, calibration.steps, scaled, constants)
+    return scaled, constants
+
+
+def query_totals(queries: np.ndarray) -> np.ndarray:
+    """``(q,) float32`` sums of ``queries (q, d) float32``, the ``- sum(q)`` of bit scores."""
+    return queries.sum(axis=1, dtype=np.float32)
+
+
+def top_by_score(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k <= c`` of ``scores (q, c) float32, ids (q, c) int64``: score descending, then id."""
+    out_scores = np.empty((ids.shape[0], k), dtype=np.float32)
+    out_ids = np.empty((ids.shape[0], k), dtype=np.int64)
     kernels.top_scores(scores, ids, out_scores, out_ids)
     return out_scores, out_ids
+
+
+def _top(scores: np.ndarray, ids: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
+    keep = ids.shape[1] if k is None else min(require_positive_k(k), ids.shape[1])
+    return top_by_score(scores, ids, keep)
 
 
 def rescore_int8(
@@ -94,8 +112,10 @@ def rescore_int8(
     queries = as_queries(query_f32, calibration.dim)
     codes = as_codes(codes_i8, calibration.dim)
     ids = as_candidates(candidate_ids, queries.shape[0], codes.shape[0])
+    scaled, constants = prepare_queries(queries, calibration)
+    slots = np.arange(ids.size, dtype=np.int64)
     scores = np.empty(ids.shape, dtype=np.float32)
-    kernels.score_int8_candidates(queries, codes, ids, calibration.starts, calibration.steps, scores)
+    kernels.score_int8_slots(scaled, constants, codes, ids.reshape(-1), slots, ids.shape[1], scores.reshape(-1))
     return _top(scores, ids, k)
 
 
@@ -116,8 +136,9 @@ def rescore_bits(
         raise ValueError(f"query_f32 has dimension {dim}, which does not pack into {bits.shape[1]} bytes per row")
     queries = as_queries(query, dim)
     ids = as_candidates(candidate_ids, queries.shape[0], bits.shape[0])
+    slots = np.arange(ids.size, dtype=np.int64)
     scores = np.empty(ids.shape, dtype=np.float32)
-    kernels.score_bit_candidates(queries, bits, ids, scores)
+    kernels.score_bit_slots(queries, query_totals(queries), bits, ids.reshape(-1), slots, ids.shape[1], scores.reshape(-1))
     return _top(scores, ids, k)
 
 

@@ -39,35 +39,41 @@ def _dot_codes(scaled, codes_row):
 
 
 @njit(**FASTMATH_KERNEL)
-def score_int8_candidates(queries, codes, candidates, starts, steps, out_scores):
-    """``out_scores (q, c) float32`` = dequantized dot of each query with its candidate rows.
-
-    ``queries (q, d) float32``, ``codes (n, d) int8``, ``candidates (q, c) int64`` row ids,
-    ``starts, steps (d,) float32``.
-    """
-    scaled = np.empty(queries.shape[1], dtype=np.float32)
+def prepare_queries(queries, starts, steps, scaled, constants):
+    """``scaled (q, d) float32`` = ``queries * steps``; ``constants (q,) float32`` the per-query terms."""
     for qi in range(queries.shape[0]):
-        constant = _prepare_query(queries[qi], starts, steps, scaled)
-        for c in range(candidates.shape[1]):
-            out_scores[qi, c] = constant + _dot_codes(scaled, codes[candidates[qi, c]])
+        constants[qi] = _prepare_query(queries[qi], starts, steps, scaled[qi])
 
 
 @njit(**FASTMATH_KERNEL)
-def score_bit_candidates(queries, bits, candidates, out_scores):
-    """``out_scores (q, c) float32`` = ``q . (2b - 1)`` for ``bits (n, ceil(d / 8)) uint8`` rows."""
+def score_int8_slots(scaled, constants, codes, rows, slots, per_query, out):
+    """Dequantized dot products of (query, row) pairs, written to ``out`` by slot.
+
+    Pair ``j`` is row ``rows[j]`` of ``codes (n, d) int8`` and query ``slots[j] // per_query``;
+    its score goes to ``out[slots[j]]``. ``scaled, constants`` come from ``prepare_queries``.
+    Passing rows sorted reads a memory-mapped file in order.
+    """
+    for j in range(rows.shape[0]):
+        qi = slots[j] // per_query
+        out[slots[j]] = constants[qi] + _dot_codes(scaled[qi], codes[rows[j]])
+
+
+@njit(**FASTMATH_KERNEL)
+def score_bit_slots(queries, totals, bits, rows, slots, per_query, out):
+    """``q . (2b - 1)`` of (query, row) pairs as in ``score_int8_slots``.
+
+    ``bits (n, ceil(d / 8)) uint8`` rows, MSB first; ``totals (q,) float32`` the queries' sums.
+    """
     d = queries.shape[1]
-    for qi in range(queries.shape[0]):
+    for j in range(rows.shape[0]):
+        qi = slots[j] // per_query
         query = queries[qi]
-        total = np.float32(0.0)
-        for j in range(d):
-            total += query[j]
-        for c in range(candidates.shape[1]):
-            row = bits[candidates[qi, c]]
-            on = np.float32(0.0)
-            for j in range(d):
-                bit = (row[j >> 3] >> (7 - (j & 7))) & 1
-                on += query[j] * np.float32(bit)
-            out_scores[qi, c] = np.float32(2.0) * on - total
+        row = bits[rows[j]]
+        on = np.float32(0.0)
+        for i in range(d):
+            bit = (row[i >> 3] >> (7 - (i & 7))) & 1
+            on += query[i] * np.float32(bit)
+        out[slots[j]] = np.float32(2.0) * on - totals[qi]
 
 
 @njit(**KERNEL)

@@ -1,0 +1,16 @@
+"""The chunked, memory-mapped corpus store and its errors."""
+
+from .corpus import DEFAULT_CHUNK_ROWS, CorpusStore
+from .errors import StoreCorruptedError, StoreError, StoreLockedError, StoreNotFoundError, StoreVersionError
+from .manifest import FORMAT_VERSION
+
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "FORMAT_VERSION",
+    "CorpusStore",
+    "StoreCorruptedError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "StoreVersionError",
+]

@@ -1,0 +1,427 @@
+"""``CorpusStore``: a directory of fixed-size chunks of packed bits and int8 codes, searched in place.
+
+Layout (every path relative to the store directory; see ``docs/store_format.md``)::
+
+    manifest.json          format version, dim, chunk_rows, rows, chunks with row counts and CRC-32s
+    calibration.npy        int8 ranges (2, dim) float32, minima then maxima
+    chunks/000000.bits     raw (rows, ceil(dim / 8)) uint8, sign bits packed MSB first
+    chunks/000000.codes    raw (rows, dim) int8, sentence-transformers int8 codes
+    writer.lock            flock'ed by the one process appending
+
+Chunks hold ``chunk_rows`` rows each, the last one up to that. Rows are only ever added: an
+append writes past the committed end of the last chunk (and into new chunks), flushes, and then
+commits by replacing the manifest atomically. Readers see the rows of the manifest they loaded;
+bytes beyond it are invisible and are cut off by the next writer.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import zlib
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .._kernels.config import resolve_threads
+from ..quantize import Calibration, quantize_checked
+from ..rescore import as_queries
+from ..search import exact_int8_chunks, hamming_candidates, rescore_bit_chunks, rescore_int8_chunks
+from ..validation import require_dim, require_finite_float_matrix, require_positive_k
+from .errors import StoreCorruptedError, StoreError
+from .files import MappedRows, file_crc32, write_at
+from .lock import WriterLock
+from .manifest import (
+    CALIBRATION_NAME,
+    CHUNK_DIR,
+    ChunkRecord,
+    Manifest,
+    bits_file,
+    codes_file,
+    fsync_directory,
+    read_manifest,
+    write_file_atomically,
+    write_manifest,
+)
+
+#: Rows per chunk file unless ``create`` is told otherwise: 1,048,576 rows of 1024-d are 128 MiB
+#: of bits and 1 GiB of codes; a search scans each chunk with every thread.
+DEFAULT_CHUNK_ROWS = 1 << 20
+
+#: An append quantizes and writes this many rows at a time, bounding its temporary memory.
+APPEND_SLICE_ROWS = 1 << 16
+
+Rescore = Literal["int8", "bits", "none"]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One committed state: its manifest, the mapped chunks and the global id of each chunk's first row."""
+
+    manifest: Manifest
+    calibration: Calibration | None
+    bits: tuple[np.ndarray, ...]
+    codes: tuple[MappedRows, ...]
+    offsets: np.ndarray
+
+
+class CorpusStore:
+    """A chunked, memory-mapped, append-only store of quantized embeddings; see the module docstring.
+
+    Make one with :meth:`create`, reopen it with :meth:`open`. Any number of processes may read and
+    search a store while one appends; each sees the snapshot it opened (``refresh`` moves to the
+    latest). A second writer gets :class:`~fastquant.store.StoreLockedError`.
+    """
+
+    def __init__(self, path: Path, *, bits_in_memory: bool) -> None:
+        """Use :meth:`create` or :meth:`open`."""
+        self.path = path
+        self.bits_in_memory = bits_in_memory
+        self._lock: WriterLock | None = None
+        self._snapshot = self._load(read_manifest(path), None)
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | PathLike[str],
+        dim: int,
+        *,
+        calibration_embeddings: Any | None = None,
+        ranges: Any | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        bits_in_memory: bool = False,
+    ) -> CorpusStore:
+        """Create an empty store at ``path`` (a new or empty directory) for ``dim``-dimensional embeddings.
+
+        The int8 ranges come from ``ranges (2, dim)``, else from ``calibration_embeddings (m, dim)``,
+        else from the first ``append`` (which then needs at least two rows). The directory appears
+        complete or not at all: it is built under a temporary name and renamed into place.
+        """
+        path = Path(path)
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        if ranges is not None and calibration_embeddings is not None:
+            raise ValueError("pass ranges or calibration_embeddings, not both")
+        calibration, source = None, None
+        if ranges is not None:
+            calibration, source = Calibration(ranges), "ranges given to create"
+        elif calibration_embeddings is not None:
+            calibration = Calibration.from_embeddings(calibration_embeddings)
+            source = f"calibration_embeddings given to create ({len(calibration_embeddings)} rows)"
+        if calibration is not None and calibration.dim != dim:
+            raise ValueError(f"the calibration has dimension {calibration.dim}, expected {dim}")
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise FileExistsError(f"cannot create a store at {path}: it exists and is not an empty directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        building = path.with_name(f".{path.name}.creating-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        (building / CHUNK_DIR).mkdir(parents=True)
+        manifest = Manifest(dim=int(dim), chunk_rows=int(chunk_rows))
+        if calibration is not None:
+            crc = _write_calibration(building, calibration)
+            manifest = manifest.with_chunks((), calibration_crc32=crc, calibration_source=source)
+        write_manifest(building, manifest)
+        os.rename(building, path)
+        fsync_directory(path.parent)
+        return cls(path, bits_in_memory=bits_in_memory)
+
+    @classmethod
+    def open(cls, path: str | PathLike[str], *, bits_in_memory: bool = False) -> CorpusStore:
+        """Open the store at ``path`` for searching (and appending).
+
+        Missing or truncated files, an unreadable manifest or calibration raise
+        :class:`~fastquant.store.StoreCorruptedError` naming the file; a store of a newer format
+        raises :class:`~fastquant.store.StoreVersionError`. ``bits_in_memory`` copies the packed
+        bits into RAM instead of scanning the memory map (int8 codes always stay on disk).
+        """
+        return cls(Path(path), bits_in_memory=bits_in_memory)
+
+    def _load(self, manifest: Manifest, previous: _Snapshot | None) -> _Snapshot:
+        """Map ``manifest``'s chunks, reusing ``previous``'s maps of chunks that did not change."""
+        calibration = previous.calibration if previous is not None else None
+        if manifest.calibration_crc32 is not None and (
+            previous is None or previous.manifest.calibration_crc32 != manifest.calibration_crc32
+        ):
+            calibration = _read_calibration(self.path, manifest)
+        bits, codes = [], []
+        for i, chunk in enumerate(manifest.chunks):
+            if previous is not None and i < len(previous.manifest.chunks) and previous.manifest.chunks[i] == chunk:
+                bits.append(previous.bits[i])
+                codes.append(previous.codes[i])
+                continue
+            bit_rows = MappedRows(self.path / bits_file(i), chunk.rows, manifest.bits_width, np.uint8, random_access=False)
+            bits.append(np.array(bit_rows.array) if self.bits_in_memory else bit_rows.array)
+            codes.append(MappedRows(self.path / codes_file(i), chunk.rows, manifest.dim, np.int8, random_access=True))
+        offsets = np.cumsum([0] + [chunk.rows for chunk in manifest.chunks], dtype=np.int64)
+        return _Snapshot(manifest, calibration, tuple(bits), tuple(codes), offsets)
+
+    def refresh(self) -> int:
+        """Move to the latest committed state (rows appended by other processes); returns ``len(self)``."""
+        self._snapshot = self._load(read_manifest(self.path), self._snapshot)
+        return len(self)
+
+    def close(self) -> None:
+        """Release the writer lock, if this store holds it. Searching still works afterwards."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> CorpusStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- what it holds -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self._snapshot.offsets[-1])
+
+    def __repr__(self) -> str:
+        m = self._snapshot.manifest
+        return f"CorpusStore({str(self.path)!r}, rows={len(self)}, dim={m.dim}, chunks={len(m.chunks)})"
+
+    @property
+    def dim(self) -> int:
+        return self._snapshot.manifest.dim
+
+    @property
+    def chunk_rows(self) -> int:
+        return self._snapshot.manifest.chunk_rows
+
+    @property
+    def manifest(self) -> Manifest:
+        """The committed state this store object reads."""
+        return self._snapshot.manifest
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The int8 ranges, or None until the first append of a store created without them."""
+        return self._snapshot.calibration
+
+    @property
+    def calibration_source(self) -> str | None:
+        """Where the int8 ranges came from, e.g. ``"first append (1000 rows)"``."""
+        return self._snapshot.manifest.calibration_source
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, embeddings_f32: Any) -> np.ndarray:
+        """Quantize ``embeddings_f32 (m, dim)`` float rows and add them; returns their ids ``(m,) int64``.
+
+        Ids are consecutive from the old ``len(self)``. The batch is committed atomically: after a
+        crash the store holds either all of it or none of it. Invalid input (wrong dtype or shape,
+        NaN/Inf, empty) raises before anything is written. The first append takes the writer lock
+        and holds it until :meth:`close`.
+        """
+        batch = require_finite_float_matrix("embeddings_f32", embeddings_f32)
+        require_dim("embeddings_f32", batch, self.dim)
+        self._acquire()
+        before = self._snapshot.manifest
+        calibration, manifest = self._snapshot.calibration, before
+        if calibration is None:
+            if batch.shape[0] < 2:
+                raise ValueError(
+                    "the store has no int8 ranges yet and cannot compute them from a single row: "
+                    "append at least two rows first, or create the store with ranges or calibration_embeddings"
+                )
+            calibration = Calibration.from_embeddings(batch)
+            source = f"first append ({batch.shape[0]} rows)"
+            manifest = manifest.with_chunks(
+                manifest.chunks, calibration_crc32=_write_calibration(self.path, calibration), calibration_source=source
+            )
+        chunks = _append_rows(self.path, manifest, calibration, batch)
+        write_manifest(self.path, manifest.with_chunks(chunks))
+        self._snapshot = self._load(read_manifest(self.path), self._snapshot)
+        return np.arange(before.rows, before.rows + batch.shape[0], dtype=np.int64)
+
+    def _acquire(self) -> None:
+        """Take the writer lock, load the latest manifest and clear what a crashed writer left."""
+        if self._lock is not None:
+            return
+        self._lock = WriterLock(self.path)
+        try:
+            self._snapshot = self._load(read_manifest(self.path), self._snapshot)
+            _discard_uncommitted(self.path, self._snapshot.manifest)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- integrity ---------------------------------------------------------------------------
+
+    def verify(self) -> int:
+        """Check every committed byte against the manifest's sizes and CRC-32s; returns bytes checked.
+
+        Raises :class:`~fastquant.store.StoreCorruptedError` naming the first broken file.
+        """
+        manifest = read_manifest(self.path)
+        checked = 0
+        if manifest.calibration_crc32 is not None:
+            _read_calibration(self.path, manifest)
+        for i, chunk in enumerate(manifest.chunks):
+            for name, width, expected in (
+                (bits_file(i), manifest.bits_width, chunk.bits_crc32),
+                (codes_file(i), manifest.dim, chunk.codes_crc32),
+            ):
+                file, size = self.path / name, chunk.rows * width
+                if not file.exists():
+                    raise StoreCorruptedError(f"{file} is missing: the manifest lists {chunk.rows} rows in it")
+                if file_crc32(file, size) != expected:
+                    raise StoreCorruptedError(f"{file} fails its checksum: its committed bytes were changed")
+                checked += size
+        return checked
+
+    # -- searching ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        query_f32: Any,
+        k: int = 10,
+        *,
+        rescore: Rescore = "int8",
+        rescore_multiplier: int = 4,
+        backend: str = "numba",
+        threads: int | None = None,
+        prefetch: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest rows of each query: binary Hamming scan, then rescoring of the best candidates.
+
+        Args:
+            query_f32: ``(q, dim)`` float queries (or one ``(dim,)`` row), normalized like the corpus.
+            k: results per query; at most ``len(self)`` are returned.
+            rescore: ``"int8"`` scores the candidates with the float query against their dequantized
+                int8 codes (read from disk); ``"bits"`` with ``q . (2b - 1)`` (BPR, no codes read);
+                ``"none"`` returns the Hamming ranking with scores ``dim - 2 * distance``.
+            rescore_multiplier: the scan keeps ``k * rescore_multiplier`` candidates to rescore.
+            backend: Hamming engine: ``"numba"``, ``"numpy"``, ``"faiss"`` or ``"usearch"``.
+            threads: threads for the scan; default all cores.
+            prefetch: announce the candidates' int8 pages to the OS before reading them
+                (fewer page-fault round trips when the codes are not in memory).
+
+        Returns:
+            ``scores (q, k') float32`` descending and ``ids (q, k') int64``, ``k' = min(k, len(self))``;
+            equal scores are ordered by ascending id. The answer does not depend on the chunk size.
+        """
+        snapshot = self._snapshot
+        queries = as_queries(query_f32, snapshot.manifest.dim)
+        k = require_positive_k(k)
+        if rescore not in ("int8", "bits", "none"):
+            raise ValueError(f"rescore must be 'int8', 'bits' or 'none', got {rescore!r}")
+        multiplier = require_positive_k(rescore_multiplier) if rescore != "none" else 1
+        threads = resolve_threads(threads)
+        if len(self) == 0:
+            return np.empty((queries.shape[0], 0), np.float32), np.empty((queries.shape[0], 0), np.int64)
+        query_bits = quantize_checked(queries, "ubinary", None)
+        dist, candidates = hamming_candidates(
+            snapshot.bits, snapshot.offsets, query_bits, k * multiplier, backend, threads
+        )
+        if rescore == "none":
+            return (snapshot.manifest.dim - 2 * dist[:, :k]).astype(np.float32), candidates[:, :k]
+        if rescore == "bits":
+            return rescore_bit_chunks(queries, snapshot.bits, snapshot.offsets, candidates, k)
+        return rescore_int8_chunks(
+            queries, snapshot.codes, snapshot.offsets, snapshot.calibration, candidates, k, prefetch=prefetch
+        )
+
+    def exact_search(self, query_f32: Any, k: int = 10, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exhaustive int8 search: every row's dequantized dot product with each query, no binary filter.
+
+        Reads every int8 code, 8x the bytes of the binary scan; returns as :meth:`search`.
+        """
+        snapshot = self._snapshot
+        queries = as_queries(query_f32, snapshot.manifest.dim)
+        k = require_positive_k(k)
+        threads = resolve_threads(threads)
+        if len(self) == 0:
+            return np.empty((queries.shape[0], 0), np.float32), np.empty((queries.shape[0], 0), np.int64)
+        return exact_int8_chunks(queries, snapshot.codes, snapshot.offsets, snapshot.calibration, k, threads)
+
+
+def _write_calibration(path: Path, calibration: Calibration) -> int:
+    """Write ``calibration.npy`` atomically; returns its CRC-32 for the manifest."""
+    data = _npy_bytes(calibration.ranges)
+    write_file_atomically(path / CALIBRATION_NAME, data)
+    return zlib.crc32(data)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _read_calibration(path: Path, manifest: Manifest) -> Calibration:
+    file = path / CALIBRATION_NAME
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise StoreCorruptedError(f"{file} is missing: the manifest records int8 ranges") from None
+    if zlib.crc32(data) != manifest.calibration_crc32:
+        raise StoreCorruptedError(f"{file} fails its checksum: the int8 ranges were changed or truncated")
+    try:
+        calibration = Calibration.load(file)
+    except ValueError as error:
+        raise StoreCorruptedError(f"{file} is not valid: {error}") from error
+    if calibration.dim != manifest.dim:
+        raise StoreCorruptedError(f"{file} has dimension {calibration.dim}, the manifest {manifest.dim}")
+    return calibration
+
+
+def _discard_uncommitted(path: Path, manifest: Manifest) -> None:
+    """Cut chunk files back to their committed bytes and delete chunks no manifest lists."""
+    listed = set()
+    for i, chunk in enumerate(manifest.chunks):
+        for name, width in ((bits_file(i), manifest.bits_width), (codes_file(i), manifest.dim)):
+            listed.add(name)
+            file, size = path / name, chunk.rows * width
+            if file.stat().st_size > size:
+                os.truncate(file, size)
+    for file in (path / CHUNK_DIR).iterdir():
+        if f"{CHUNK_DIR}/{file.name}" not in listed:
+            file.unlink()
+    for temp in path.glob(".*.tmp-*"):
+        temp.unlink()
+
+
+def _append_rows(path: Path, manifest: Manifest, calibration: Calibration, batch: np.ndarray) -> tuple[ChunkRecord, ...]:
+    """Write ``batch (m, dim)`` after the committed rows, flush it, and return the new chunk list."""
+    chunks = list(manifest.chunks)
+    width_bits, dim, chunk_rows = manifest.bits_width, manifest.dim, manifest.chunk_rows
+    done, created = 0, False
+    while done < batch.shape[0]:
+        if not chunks or chunks[-1].rows == chunk_rows:
+            chunks.append(ChunkRecord(0, 0, 0))
+            created = True
+        index, chunk = len(chunks) - 1, chunks[-1]
+        take = min(batch.shape[0] - done, chunk_rows - chunk.rows)
+        bits_crc, codes_crc = chunk.bits_crc32, chunk.codes_crc32
+        fds = [os.open(path / name, os.O_WRONLY | os.O_CREAT, 0o644) for name in (bits_file(index), codes_file(index))]
+        try:
+            for lo in range(done, done + take, APPEND_SLICE_ROWS):
+                rows = batch[lo : min(lo + APPEND_SLICE_ROWS, done + take)]
+                at = chunk.rows + lo - done
+                bits = quantize_checked(rows, "ubinary", None)
+                codes = quantize_checked(rows, "int8", calibration)
+                write_at(fds[0], at * width_bits, bits)
+                write_at(fds[1], at * dim, codes)
+                bits_crc, codes_crc = zlib.crc32(bits, bits_crc), zlib.crc32(codes, codes_crc)
+            for fd in fds:
+                os.fsync(fd)
+        except OSError as error:
+            raise StoreError(f"appending to {path} failed, nothing was committed: {error}") from error
+        finally:
+            for fd in fds:
+                os.close(fd)
+        chunks[-1] = ChunkRecord(chunk.rows + take, bits_crc, codes_crc)
+        done += take
+    if created:
+        fsync_directory(path / CHUNK_DIR)
+    return tuple(chunks)
