@@ -91,10 +91,15 @@ def require_finite_float_matrix(name: str, array: Any) -> np.ndarray:
     return array
 
 
+def require_positive_int(name: str, value: Any) -> int:
+    """``value`` as a positive Python int: TypeError for non-integers (bools included), ValueError for <= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return int(value)
+
+
 def require_positive_k(k: Any) -> int:
-    """``k`` as a positive Python int: TypeError for non-integers (bools included), ValueError for k <= 0."""
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}")
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    return int(k)
+    """``k`` as a positive Python int (see ``require_positive_int``)."""
+    return require_positive_int("k", k)

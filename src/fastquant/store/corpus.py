@@ -31,7 +31,7 @@ from .._kernels.config import resolve_threads
 from ..quantize import Calibration, quantize_checked
 from ..rescore import as_queries
 from ..search import exact_int8_chunks, hamming_candidates, rescore_bit_chunks, rescore_int8_chunks
-from ..validation import require_dim, require_finite_float_matrix, require_positive_k
+from ..validation import require_dim, require_finite_float_matrix, require_positive_int, require_positive_k
 from .errors import StoreCorruptedError, StoreError
 from .files import MappedRows, file_crc32, write_at
 from .lock import WriterLock
@@ -315,7 +315,7 @@ class CorpusStore:
         k = require_positive_k(k)
         if rescore not in ("int8", "bits", "none"):
             raise ValueError(f"rescore must be 'int8', 'bits' or 'none', got {rescore!r}")
-        multiplier = require_positive_k(rescore_multiplier) if rescore != "none" else 1
+        multiplier = require_positive_int("rescore_multiplier", rescore_multiplier) if rescore != "none" else 1
         threads = resolve_threads(threads)
         if len(self) == 0:
             return np.empty((queries.shape[0], 0), np.float32), np.empty((queries.shape[0], 0), np.int64)

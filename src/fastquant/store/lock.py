@@ -19,6 +19,7 @@ class WriterLock:
     """An exclusive, non-blocking lock on ``store/writer.lock``, held until ``release``."""
 
     def __init__(self, store_path: Path) -> None:
+        self._fd: int | None = None
         file = store_path / LOCK_NAME
         fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -32,9 +33,13 @@ class WriterLock:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd: int | None = fd
+        self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+    def __del__(self) -> None:
+        # A store dropped without close() must not keep the lock for the rest of the process.
+        self.release()

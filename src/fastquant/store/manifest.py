@@ -89,7 +89,9 @@ def read_manifest(path: Path) -> Manifest:
     """Parse ``path/manifest.json``; every problem is an error naming the file."""
     file = path / MANIFEST_NAME
     try:
-        text = file.read_text()
+        text = file.read_bytes().decode()
+    except UnicodeDecodeError as error:
+        raise StoreCorruptedError(f"{file} is corrupted: not UTF-8 text ({error})") from error
     except FileNotFoundError:
         if path.is_dir():
             raise StoreNotFoundError(f"{path} is not a fastquant store: {MANIFEST_NAME} is missing") from None
