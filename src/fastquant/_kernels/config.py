@@ -35,6 +35,11 @@ SCAN_BLOCK_ROWS = 256
 #: 1M x 1024-bit rows, 2 threads: +17-24% queries/s at batch 16 for 4-16 KiB, no change at batch 1.
 PREFETCH_BYTES = 8192
 
+#: Rescoring requests the cache lines of the candidate row this many rows ahead of the one it
+#: scores. Measured here on 40 random rows of a warm 1 GiB map of 1024-d codes: 8 us without,
+#: 3.7 us at 2 rows ahead, 3.0 us at 4, 2.9 us at 8.
+RESCORE_PREFETCH_ROWS = 8
+
 #: Below this many bytes of work (rows x bytes per row x queries) a kernel runs on one thread:
 #: waking an idle vCPU costs more than it saves.
 PARALLEL_MIN_WORK_BYTES = 1 << 22

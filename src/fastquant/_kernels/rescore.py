@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .config import FASTMATH_KERNEL, KERNEL, PARALLEL_FASTMATH_KERNEL
+from .config import FASTMATH_KERNEL, KERNEL, PARALLEL_FASTMATH_KERNEL, RESCORE_PREFETCH_ROWS
+from .hints import prefetch_row
 from .topk import EMPTY_ID, heap_replace_root, merge_heaps, sort_pairs
 
 
@@ -51,9 +52,15 @@ def score_int8_slots(scaled, constants, codes, rows, slots, per_query, out):
 
     Pair ``j`` is row ``rows[j]`` of ``codes (n, d) int8`` and query ``slots[j] // per_query``;
     its score goes to ``out[slots[j]]``. ``scaled, constants`` come from ``prepare_queries``.
-    Passing rows sorted reads a memory-mapped file in order.
+    Passing rows sorted reads a memory-mapped file in order. The cache lines of the row
+    ``RESCORE_PREFETCH_ROWS`` ahead are requested while a row is scored.
     """
-    for j in range(rows.shape[0]):
+    base, row_bytes, n = codes.ctypes.data, codes.shape[1], rows.shape[0]
+    for j in range(min(RESCORE_PREFETCH_ROWS, n)):
+        prefetch_row(base, rows[j], row_bytes)
+    for j in range(n):
+        if j + RESCORE_PREFETCH_ROWS < n:
+            prefetch_row(base, rows[j + RESCORE_PREFETCH_ROWS], row_bytes)
         qi = slots[j] // per_query
         out[slots[j]] = constants[qi] + _dot_codes(scaled[qi], codes[rows[j]])
 
@@ -65,7 +72,12 @@ def score_bit_slots(queries, totals, bits, rows, slots, per_query, out):
     ``bits (n, ceil(d / 8)) uint8`` rows, MSB first; ``totals (q,) float32`` the queries' sums.
     """
     d = queries.shape[1]
-    for j in range(rows.shape[0]):
+    base, row_bytes, n = bits.ctypes.data, bits.shape[1], rows.shape[0]
+    for j in range(min(RESCORE_PREFETCH_ROWS, n)):
+        prefetch_row(base, rows[j], row_bytes)
+    for j in range(n):
+        if j + RESCORE_PREFETCH_ROWS < n:
+            prefetch_row(base, rows[j + RESCORE_PREFETCH_ROWS], row_bytes)
         qi = slots[j] // per_query
         query = queries[qi]
         row = bits[rows[j]]

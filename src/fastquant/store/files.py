@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._kernels.advise import MADV_WILLNEED, advise_rows
+from .._kernels.hints import MADV_WILLNEED, advise_rows
 from .errors import StoreCorruptedError
 
 _READ_BYTES = 1 << 24
