@@ -49,14 +49,21 @@ def hamming_candidates(
     backend: str,
     threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Global Hamming top ``min(k, n)``: ``distances (q, k') int32`` ascending, ``ids (q, k') int64``."""
+    """Global Hamming top ``min(k, n)``: ``distances (q, k') int32`` ascending, ``ids (q, k') int64``.
+
+    A backend with ``topk_chunks`` (numba) scans all chunks in one call; others search each chunk
+    and the lists are merged.
+    """
     engine = get_backend(backend)
+    k = min(k, int(offsets[-1]))
+    if hasattr(engine, "topk_chunks"):
+        return engine.topk_chunks(bit_chunks, query_bits, k, threads)
     dists, ids = [], []
     for chunk, offset in zip(bit_chunks, offsets):
         dist, local = engine.topk(chunk, query_bits, min(k, chunk.shape[0]), threads)
         dists.append(dist)
         ids.append(local + offset)
-    return _merge(dists, ids, min(k, int(offsets[-1])), _FAR)
+    return _merge(dists, ids, k, _FAR)
 
 
 def _chunk_segments(candidates: np.ndarray, offsets: np.ndarray):

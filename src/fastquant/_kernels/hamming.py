@@ -1,17 +1,22 @@
 """Exact Hamming top-k over packed bit rows: corpus-parallel, query-blocked, two-pass blocks.
 
-Inputs are flat views: ``corpus_flat (n * nbytes,) uint8`` and ``queries_flat (q * nbytes,)
-uint8``. Each thread scans a contiguous range of corpus rows in blocks of ``SCAN_BLOCK_ROWS``;
-for every block it writes the distances of four queries at a time into a small buffer, then
-offers a query's block to its heap only if the block's minimum beats the heap's worst entry.
-Per-thread heaps are merged at the end, so one query uses every thread and the result
-(ascending distance, ties by ascending id) does not depend on the thread count.
+The corpus is one or more chunks of rows (a store's chunk files, or one array), given by their
+base addresses ``(c,) int64`` and row counts ``(c,) int64``; ids are global, chunk after chunk.
+Queries are a flat ``queries_flat (q * nbytes,) uint8``. In every chunk each thread scans its own
+contiguous range of rows in blocks of ``SCAN_BLOCK_ROWS``; for every block it writes the
+distances of four queries at a time into a small buffer, then offers a query's block to its heap
+only if the block's minimum beats the heap's worst entry. Per-thread heaps live across chunks and
+are merged at the end, so the whole corpus is one parallel region, one query uses every thread,
+and the result (ascending distance, ties by ascending id) depends neither on the thread count
+nor on how the rows are chunked. Callers keep the chunk arrays alive during a call.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic
 
 from .config import KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
 from .popcount import QUERIES_PER_SCAN, scan_block_1, scan_block_4, xor_popcount_byte
@@ -48,8 +53,8 @@ def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_h
 
 
 @njit(**KERNEL)
-def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids, prefetch_bytes):
-    """Offer corpus rows ``[row_lo, row_hi)`` to the heaps ``(q, k)`` of every query."""
+def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids, prefetch_bytes, id_offset):
+    """Offer corpus rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to the heaps ``(q, k)`` of every query."""
     nq = heap_keys.shape[0]
     dist = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
     minima = np.empty(QUERIES_PER_SCAN, dtype=np.int32)
@@ -70,7 +75,7 @@ def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, hea
                     d = dist[QUERIES_PER_SCAN * (r - block_lo) + qi - q_lo]
                     # Rows arrive in ascending id, so an equal distance never displaces a kept row.
                     if d < worst:
-                        heap_replace_root(keys, ids, d, r)
+                        heap_replace_root(keys, ids, d, r + id_offset)
                         worst = keys[0]
 
 
@@ -81,23 +86,45 @@ def _empty_heaps(threads, nq, k):
     return keys, ids
 
 
+@intrinsic
+def _bytes_at(typingctx, address):
+    """The ``uint8`` pointer at integer ``address``, for ``numba.carray``."""
+    sig = types.CPointer(types.uint8)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return sig, codegen
+
+
 @njit(**KERNEL)
-def hamming_topk_serial(corpus_flat, queries_flat, nbytes, n, k, prefetch_bytes, out_dist, out_ids):
-    """Top-k on the calling thread into ``out_dist (q, k) int32, out_ids (q, k) int64``, ``k <= n``."""
+def _scan_chunks(addresses, rows, queries_flat, nbytes, part, parts, heap_keys, heap_ids, prefetch_bytes):
+    """Scan range ``part`` of ``parts`` (whole blocks) of every chunk into one set of heaps."""
+    id_offset = 0
+    for c in range(addresses.shape[0]):
+        n = rows[c]
+        corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
+        blocks = (n + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+        row_lo = min(n, (blocks * part // parts) * SCAN_BLOCK_ROWS)
+        row_hi = min(n, (blocks * (part + 1) // parts) * SCAN_BLOCK_ROWS)
+        scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids, prefetch_bytes, id_offset)
+        id_offset += n
+
+
+@njit(**KERNEL)
+def hamming_topk_serial(addresses, rows, queries_flat, nbytes, k, prefetch_bytes, out_dist, out_ids):
+    """Top-k on the calling thread into ``out_dist (q, k) int32, out_ids (q, k) int64``, ``k <= sum(rows)``."""
     nq = queries_flat.shape[0] // nbytes
     heap_keys, heap_ids = _empty_heaps(1, nq, k)
-    scan_range(corpus_flat, queries_flat, nbytes, 0, n, heap_keys[0], heap_ids[0], prefetch_bytes)
+    _scan_chunks(addresses, rows, queries_flat, nbytes, 0, 1, heap_keys[0], heap_ids[0], prefetch_bytes)
     merge_heaps(heap_keys, heap_ids, out_dist, out_ids)
 
 
 @njit(**PARALLEL_KERNEL)
-def hamming_topk_parallel(corpus_flat, queries_flat, nbytes, n, k, threads, prefetch_bytes, out_dist, out_ids):
-    """Top-k with the corpus split into ``threads`` contiguous ranges, one per thread."""
+def hamming_topk_parallel(addresses, rows, queries_flat, nbytes, k, threads, prefetch_bytes, out_dist, out_ids):
+    """Top-k with every chunk split into ``threads`` contiguous ranges, one per thread."""
     nq = queries_flat.shape[0] // nbytes
     heap_keys, heap_ids = _empty_heaps(threads, nq, k)
-    blocks = (n + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
     for t in prange(threads):
-        row_lo = min(n, (blocks * t // threads) * SCAN_BLOCK_ROWS)
-        row_hi = min(n, (blocks * (t + 1) // threads) * SCAN_BLOCK_ROWS)
-        scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys[t], heap_ids[t], prefetch_bytes)
+        _scan_chunks(addresses, rows, queries_flat, nbytes, t, threads, heap_keys[t], heap_ids[t], prefetch_bytes)
     merge_heaps(heap_keys, heap_ids, out_dist, out_ids)

@@ -2,6 +2,9 @@
 
 A backend answers ``topk(corpus_bits, query_bits, k, threads)`` with the first ``k`` entries of a
 stable sort of each query's distance row: ascending distance, equal distances by ascending id.
+A backend may also offer ``topk_chunks(chunks, query_bits, k, threads)``, the same over the rows of
+several arrays in order with global ids; without it a chunked corpus is searched chunk by chunk
+and the lists merged (``fastquant.search.hamming_candidates``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .._kernels import config
@@ -16,22 +18,32 @@ class NumbaBackend:
     def topk(
         self, corpus_bits: np.ndarray, query_bits: np.ndarray, k: int, threads: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(n, nbytes) uint8`` corpus, ``(q, nbytes) uint8`` queries -> ``(q, k)`` int32, int64.
+        """``(n, nbytes) uint8`` corpus, ``(q, nbytes) uint8`` queries -> ``(q, k)`` int32, int64."""
+        return self.topk_chunks([corpus_bits], query_bits, k, threads)
 
-        Small jobs (``n * nbytes * q < PARALLEL_MIN_WORK_BYTES``) run on the calling thread;
-        larger ones on ``min(threads, NUMBA_NUM_THREADS)`` Numba threads, the corpus split into
-        one range per thread. Numba's thread count is restored afterwards.
+    def topk_chunks(
+        self, chunks: Sequence[np.ndarray], query_bits: np.ndarray, k: int, threads: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k over the rows of several ``(n_c, nbytes) uint8`` C-contiguous arrays, ids global.
+
+        One scan covers every chunk, so a chunked corpus costs what one array of its rows would.
+        Small jobs (rows x ``nbytes`` x queries < ``PARALLEL_MIN_WORK_BYTES``) run on the calling
+        thread; larger ones on ``min(threads, NUMBA_NUM_THREADS)`` Numba threads, each chunk split
+        into one range per thread. Numba's thread count is restored afterwards.
         """
-        n, nbytes = corpus_bits.shape
+        nbytes = query_bits.shape[1]
         q = query_bits.shape[0]
+        # The kernel reads the chunks through their addresses: ``chunks`` keeps them alive meanwhile.
+        addresses = np.array([chunk.ctypes.data for chunk in chunks], dtype=np.int64)
+        rows = np.array([chunk.shape[0] for chunk in chunks], dtype=np.int64)
         out_dist = np.empty((q, k), dtype=np.int32)
         out_ids = np.empty((q, k), dtype=np.int64)
-        # np.asarray drops ndarray subclasses such as np.memmap without copying.
-        corpus_flat = np.asarray(corpus_bits).reshape(-1)
-        queries_flat = np.asarray(query_bits).reshape(-1)
-        if threads == 1 or n * nbytes * q < config.PARALLEL_MIN_WORK_BYTES:
-            hamming_topk_serial(corpus_flat, queries_flat, nbytes, n, k, config.PREFETCH_BYTES, out_dist, out_ids)
+        queries_flat = np.ascontiguousarray(query_bits).reshape(-1)
+        if threads == 1 or int(rows.sum()) * nbytes * q < config.PARALLEL_MIN_WORK_BYTES:
+            hamming_topk_serial(addresses, rows, queries_flat, nbytes, k, config.PREFETCH_BYTES, out_dist, out_ids)
             return out_dist, out_ids
         with config.numba_threads(threads) as used:
-            hamming_topk_parallel(corpus_flat, queries_flat, nbytes, n, k, used, config.PREFETCH_BYTES, out_dist, out_ids)
+            hamming_topk_parallel(
+                addresses, rows, queries_flat, nbytes, k, used, config.PREFETCH_BYTES, out_dist, out_ids
+            )
         return out_dist, out_ids
