@@ -27,14 +27,21 @@ def _or_vectors(typingctx, data, first, count):
 
     def codegen(context, builder, sig, args):
         base = context.make_array(sig.args[0])(context, builder, args[0]).data
-        accumulators = [cgutils.alloca_once_value(builder, ir.Constant(_V8, None)) for _ in range(_UNROLL)]
+        accumulators = [
+            cgutils.alloca_once_value(builder, ir.Constant(_V8, None)) for _ in range(_UNROLL)
+        ]
         groups = builder.udiv(args[2], ir.Constant(_I64, _UNROLL))
         with cgutils.for_range(builder, groups) as loop:
             vector = builder.add(args[1], builder.mul(loop.index, ir.Constant(_I64, _UNROLL)))
             for lane, accumulator in enumerate(accumulators):
-                offset = builder.mul(builder.add(vector, ir.Constant(_I64, lane)), ir.Constant(_I64, 64))
+                offset = builder.mul(
+                    builder.add(vector, ir.Constant(_I64, lane)), ir.Constant(_I64, 64)
+                )
                 pointer = builder.bitcast(builder.gep(base, [offset]), _V8.as_pointer())
-                builder.store(builder.or_(builder.load(accumulator), builder.load(pointer, align=1)), accumulator)
+                builder.store(
+                    builder.or_(builder.load(accumulator), builder.load(pointer, align=1)),
+                    accumulator,
+                )
         total = builder.load(accumulators[0])
         for accumulator in accumulators[1:]:
             total = builder.or_(total, builder.load(accumulator))

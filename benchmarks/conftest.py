@@ -13,15 +13,20 @@ import os
 # after a faiss call). Idle threads must sleep for engines to be timed fairly side by side.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import platform  # noqa: E402
+import platform
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--quick", action="store_true", help="tiny shapes: smoke-test the benchmarks")
-    parser.addoption("--rows", type=int, default=None, help="corpus rows (default 1,000,000; 20,000 with --quick)")
+    parser.addoption(
+        "--rows",
+        type=int,
+        default=None,
+        help="corpus rows (default 1,000,000; 20,000 with --quick)",
+    )
 
 
 @pytest.fixture(scope="session")

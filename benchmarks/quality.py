@@ -42,7 +42,9 @@ def read_medicines(rows: int | None = None) -> dict[str, list[str]]:
     from fastquant.data import MEDICINE_COLUMNS, medicine_parquet
 
     table = pq.read_table(medicine_parquet(), columns=list(MEDICINE_COLUMNS)).to_pydict()
-    return {name: [(value or "").strip() for value in values[:rows]] for name, values in table.items()}
+    return {
+        name: [(value or "").strip() for value in values[:rows]] for name, values in table.items()
+    }
 
 
 def medicine_texts(medicines: dict[str, list[str]]) -> list[str]:
@@ -50,7 +52,10 @@ def medicine_texts(medicines: dict[str, list[str]]) -> list[str]:
     return [
         f"Name: {name}. Composition: {composition}. Uses: {uses}. Side effects: {side_effects}"
         for name, composition, uses, side_effects in zip(
-            medicines["Medicine Name"], medicines["Composition"], medicines["Uses"], medicines["Side_effects"]
+            medicines["Medicine Name"],
+            medicines["Composition"],
+            medicines["Uses"],
+            medicines["Side_effects"],
         )
     ]
 
@@ -109,7 +114,9 @@ def embed(texts: Sequence[str], recipe: str) -> np.ndarray:
     file = cache_file(texts, recipe)
     if file.exists():
         return np.load(file)
-    vectors = _load_model().encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    vectors = _load_model().encode(
+        list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+    )
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     temp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
@@ -133,7 +140,9 @@ def _best(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(ids, order, axis=1)
 
 
-def exact_topk(queries_f32: np.ndarray, corpus_f32: np.ndarray, k: int, block: int = 256) -> np.ndarray:
+def exact_topk(
+    queries_f32: np.ndarray, corpus_f32: np.ndarray, k: int, block: int = 256
+) -> np.ndarray:
     """Exact float32 top ``k`` ids ``(q, k) int64`` by dot product, equal scores by ascending id."""
     out = np.empty((queries_f32.shape[0], k), dtype=np.int64)
     for lo in range(0, queries_f32.shape[0], block):
@@ -142,7 +151,9 @@ def exact_topk(queries_f32: np.ndarray, corpus_f32: np.ndarray, k: int, block: i
     return out
 
 
-def rescore_f32(queries_f32: np.ndarray, corpus_f32: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+def rescore_f32(
+    queries_f32: np.ndarray, corpus_f32: np.ndarray, candidates: np.ndarray, k: int
+) -> np.ndarray:
     """Rescore ``candidates (q, c)`` with the original float32 vectors; the best ``k`` ids ``(q, k)``."""
     return _best(dot_rows(queries_f32, corpus_f32, candidates), candidates, k)
 
@@ -150,7 +161,9 @@ def rescore_f32(queries_f32: np.ndarray, corpus_f32: np.ndarray, candidates: np.
 # -- metrics -------------------------------------------------------------------------------------
 
 
-def recall_at_k(ids: np.ndarray, truth: np.ndarray, queries_f32: np.ndarray, corpus_f32: np.ndarray) -> float:
+def recall_at_k(
+    ids: np.ndarray, truth: np.ndarray, queries_f32: np.ndarray, corpus_f32: np.ndarray
+) -> float:
     """Mean over queries of hits / k, ``k = truth.shape[1]``; ``ids (q, c)`` may hold more than k rows.
 
     A hit is a row whose float32 score reaches the k-th best (``truth``'s last) within
@@ -186,7 +199,9 @@ def labels_of(values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
 # -- the methods compared ------------------------------------------------------------------------
 
 
-def run_methods(store, corpus_f32: np.ndarray, queries_f32: np.ndarray, k: int, multipliers: Sequence[int]):
+def run_methods(
+    store, corpus_f32: np.ndarray, queries_f32: np.ndarray, k: int, multipliers: Sequence[int]
+):
     """Top-k ids ``(q, k)`` of every method (and the Hamming candidates ``(q, k * m)``), by name.
 
     ``store`` is a :class:`~fastquant.store.CorpusStore` holding ``corpus_f32`` in id order.
@@ -200,15 +215,23 @@ def run_methods(store, corpus_f32: np.ndarray, queries_f32: np.ndarray, k: int, 
         candidates = store.search(queries_f32, k * m, rescore="none")[1]
         ids[f"candidates x{m}"] = candidates
         ids[f"float32 rescore x{m}"] = rescore_f32(queries_f32, corpus_f32, candidates, k)
-        ids[f"int8 rescore x{m}"] = store.search(queries_f32, k, rescore="int8", rescore_multiplier=m)[1]
-        ids[f"bits rescore x{m}"] = store.search(queries_f32, k, rescore="bits", rescore_multiplier=m)[1]
+        ids[f"int8 rescore x{m}"] = store.search(
+            queries_f32, k, rescore="int8", rescore_multiplier=m
+        )[1]
+        ids[f"bits rescore x{m}"] = store.search(
+            queries_f32, k, rescore="bits", rescore_multiplier=m
+        )[1]
     return ids
 
 
-def recall_summary(ids: dict[str, np.ndarray], queries_f32, corpus_f32, multipliers: Sequence[int]) -> dict:
+def recall_summary(
+    ids: dict[str, np.ndarray], queries_f32, corpus_f32, multipliers: Sequence[int]
+) -> dict:
     """Recall@k of every method and, per multiplier, the int8 and bit retention vs float32 rescoring."""
     truth = ids["float32 exact"]
-    recall = {name: recall_at_k(found, truth, queries_f32, corpus_f32) for name, found in ids.items()}
+    recall = {
+        name: recall_at_k(found, truth, queries_f32, corpus_f32) for name, found in ids.items()
+    }
     per_multiplier = {}
     for m in multipliers:
         f32 = recall[f"float32 rescore x{m}"]
@@ -250,7 +273,10 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for case in results["recall"]:
-        label = f"{case['corpus']} ({case['corpus_rows']:,})", f"{case['queries']} ({case['query_count']})"
+        label = (
+            f"{case['corpus']} ({case['corpus_rows']:,})",
+            f"{case['queries']} ({case['query_count']})",
+        )
         for m, row in case["multipliers"].items():
             lines.append(
                 f"| {label[0]} | {label[1]} | {m} | {row['candidates']} | {row['float32 rescore']:.4f}"

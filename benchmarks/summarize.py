@@ -20,7 +20,8 @@ def load(path: str) -> tuple[dict, list[dict]]:
 def hamming_table(benchmarks: list[dict]) -> list[str]:
     """Queries per second per backend and numba's speed-up over each other backend."""
     bandwidth = {
-        (b["extra_info"]["nbits"], b["extra_info"]["threads"]): b["extra_info"]["bytes"] / b["stats"]["median"]
+        (b["extra_info"]["nbits"], b["extra_info"]["threads"]): b["extra_info"]["bytes"]
+        / b["stats"]["median"]
         for b in benchmarks
         if b["extra_info"].get("kind") == "bandwidth"
     }
@@ -29,7 +30,14 @@ def hamming_table(benchmarks: list[dict]) -> list[str]:
         info = b["extra_info"]
         if info.get("kind") != "hamming":
             continue
-        key = (info["nbits"], info["batch"], info["k"], info["threads"], info["rows"], info["bytes"])
+        key = (
+            info["nbits"],
+            info["batch"],
+            info["k"],
+            info["threads"],
+            info["rows"],
+            info["bytes"],
+        )
         rates[key][info["backend"]] = info["batch"] / b["stats"]["median"]
     others = ["faiss-index", "faiss", "usearch", "numpy"]
     lines = [
@@ -51,7 +59,9 @@ def hamming_table(benchmarks: list[dict]) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for (nbits, threads), rate in sorted(bandwidth.items()):
-        lines.append(f"- memory read bandwidth, {nbits}-bit corpus, {threads} thread(s): {rate / 1e9:.1f} GB/s")
+        lines.append(
+            f"- memory read bandwidth, {nbits}-bit corpus, {threads} thread(s): {rate / 1e9:.1f} GB/s"
+        )
     return lines
 
 
@@ -71,7 +81,13 @@ def head_to_head_table(benchmarks: list[dict]) -> list[str]:
     for info in rows:
         medians = info["median_seconds"]
         ours = medians["numba"]
-        cells = [f"{info['rows']:,}", str(info["nbits"]), str(info["batch"]), str(info["k"]), str(info["threads"])]
+        cells = [
+            f"{info['rows']:,}",
+            str(info["nbits"]),
+            str(info["batch"]),
+            str(info["k"]),
+            str(info["threads"]),
+        ]
         cells.append(_fmt(info["batch"] / ours))
         cells += [f"{medians[o] / ours:.2f}x" if o in medians else "" for o in others]
         cells.append(f"{100 * medians['read'] / ours:.0f}%" if "read" in medians else "")

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numba
 import pytest
 
+from bandwidth import read_all
 from fastquant import hamming_topk
 from fastquant.backends import available_backends
-
-from bandwidth import read_all
 
 BITS = [384, 1024]
 BATCHES = [1, 16, 256]
@@ -37,7 +36,9 @@ def test_memory_bandwidth(benchmark, random_bits, corpus_rows, nbits, threads):
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("fewer cores than threads")
     corpus = random_bits(corpus_rows, nbits // 8)
-    benchmark.extra_info.update(kind="bandwidth", nbits=nbits, threads=threads, rows=corpus_rows, bytes=corpus.nbytes)
+    benchmark.extra_info.update(
+        kind="bandwidth", nbits=nbits, threads=threads, rows=corpus_rows, bytes=corpus.nbytes
+    )
     read_all(corpus, threads)
     benchmark.pedantic(read_all, args=(corpus, threads), rounds=20, warmup_rounds=1)
 
@@ -55,7 +56,13 @@ def test_hamming_topk(benchmark, random_bits, corpus_rows, backend, nbits, batch
     corpus = random_bits(corpus_rows, nbits // 8)
     queries = random_bits(batch + 7, nbits // 8)[7:]
     benchmark.extra_info.update(
-        kind="hamming", backend=backend, nbits=nbits, batch=batch, k=k, threads=threads, rows=corpus_rows,
+        kind="hamming",
+        backend=backend,
+        nbits=nbits,
+        batch=batch,
+        k=k,
+        threads=threads,
+        rows=corpus_rows,
         bytes=corpus.nbytes,
     )
     benchmark.pedantic(
@@ -86,12 +93,20 @@ def test_faiss_index_binary_flat(benchmark, random_bits, corpus_rows, nbits, bat
         _FAISS_INDEXES[key] = index
     index = _FAISS_INDEXES[key]
     benchmark.extra_info.update(
-        kind="hamming", backend="faiss-index", nbits=nbits, batch=batch, k=k, threads=threads, rows=corpus_rows,
+        kind="hamming",
+        backend="faiss-index",
+        nbits=nbits,
+        batch=batch,
+        k=k,
+        threads=threads,
+        rows=corpus_rows,
         bytes=corpus.nbytes,
     )
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads)
     try:
-        benchmark.pedantic(index.search, args=(queries, k), rounds=_rounds("faiss", batch), warmup_rounds=1)
+        benchmark.pedantic(
+            index.search, args=(queries, k), rounds=_rounds("faiss", batch), warmup_rounds=1
+        )
     finally:
         faiss.omp_set_num_threads(previous)

@@ -15,10 +15,9 @@ import time
 import numpy as np
 import pytest
 
+from bandwidth import read_all
 from fastquant import hamming_topk
 from fastquant.backends import available_backends
-
-from bandwidth import read_all
 
 BITS = [384, 1024]
 BATCHES = [1, 16, 256]
@@ -69,7 +68,14 @@ def test_head_to_head(benchmark, random_bits, corpus_rows, nbits, batch, k, thre
             times[name].append(time.perf_counter() - start)
     medians = {name: float(np.median(values)) for name, values in times.items()}
     benchmark.extra_info.update(
-        kind="head-to-head", nbits=nbits, batch=batch, k=k, threads=threads, rows=corpus_rows,
-        bytes=corpus.nbytes, rounds=ROUNDS[batch], median_seconds=medians,
+        kind="head-to-head",
+        nbits=nbits,
+        batch=batch,
+        k=k,
+        threads=threads,
+        rows=corpus_rows,
+        bytes=corpus.nbytes,
+        rounds=ROUNDS[batch],
+        median_seconds=medians,
     )
     benchmark.pedantic(engines["numba"], rounds=3, warmup_rounds=0)

@@ -72,7 +72,10 @@ def corpora(medicines, quick: bool, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def query_sets(medicines, quick: bool) -> dict[str, tuple[list[str], np.ndarray]]:
     """``{name: (texts, queries_f32)}``: all distinct uses and a sample of compositions (100 each with --quick)."""
-    sizes = {"uses": QUICK_QUERIES if quick else None, "compositions": QUICK_QUERIES if quick else COMPOSITION_QUERIES}
+    sizes = {
+        "uses": QUICK_QUERIES if quick else None,
+        "compositions": QUICK_QUERIES if quick else COMPOSITION_QUERIES,
+    }
     column = {"uses": "Uses", "compositions": "Composition"}
     sets = {}
     for name, size in sizes.items():
@@ -123,10 +126,18 @@ def test_recall_retention(corpora, query_sets, report, corpus: str, queries: str
             found = ids[f"{method} rescore x{m}"]
             assert (found[:, :, None] == candidates[:, None, :]).any(axis=2).all()
     summary = quality.recall_summary(ids, queries_f32, corpus_f32, MULTIPLIERS)
-    for row in summary["multipliers"].values():  # the float32 reference finds every true neighbour it is given
+    for row in summary[
+        "multipliers"
+    ].values():  # the float32 reference finds every true neighbour it is given
         assert row["float32 rescore"] == row["candidate recall"]
     report["recall"].append(
-        {"corpus": corpus, "corpus_rows": len(store), "queries": queries, "query_count": len(texts), **summary}
+        {
+            "corpus": corpus,
+            "corpus_rows": len(store),
+            "queries": queries,
+            "query_count": len(texts),
+            **summary,
+        }
     )
     row = summary["multipliers"][str(ASSERTED_MULTIPLIER)]
     print(
@@ -149,7 +160,9 @@ def test_ndcg_uses(corpora, query_sets, medicines, report):
     assert (query_labels >= 0).all()
     ids = quality.run_methods(store, corpus_f32, queries_f32, K, (1, 4, 10))
     names = ["float32 exact", "int8 exact", "binary"]
-    names += [f"{method} rescore x{m}" for m in (1, 4, 10) for method in ("int8", "float32", "bits")]
+    names += [
+        f"{method} rescore x{m}" for m in (1, 4, 10) for method in ("int8", "float32", "bits")
+    ]
     ndcg = {name: quality.ndcg_at_k(ids[name], corpus_labels, query_labels) for name in names}
     report["ndcg"] = {
         "task": "a medicine's Uses string retrieves the medicines with that exact Uses (binary relevance)",

@@ -28,7 +28,6 @@ from fastquant.quantize import quantize_checked
 from fastquant.search import rescore_int8_chunks
 from fastquant.store.corpus import APPEND_SLICE_ROWS
 from fastquant.validation import require_finite_float_matrix
-
 from synthetic import batches, build_store, noisy_queries
 
 DIM = 1024

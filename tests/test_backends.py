@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -193,3 +194,20 @@ def test_missing_library_names_the_extra(name, modules):
         with pytest.raises(ImportError, match=rf"pip install 'fastquant\[{name}\]'"):
             get_backend(name)
         assert name not in available_backends()
+
+
+@PROPERTY
+@given(
+    problem=problems(), threads=st.sampled_from([1, 2]), cuts=st.lists(st.floats(0, 1), max_size=4)
+)
+def test_numba_chunked_scan_matches_naive(problem, threads, cuts):
+    corpus_bits, query_bits, k = problem
+    bounds = sorted({0, len(corpus_bits), *(int(c * len(corpus_bits)) for c in cuts)})
+    chunks = [corpus_bits[lo:hi] for lo, hi in itertools.pairwise(bounds) if hi > lo]
+    expected_dist, expected_ids = naive_hamming_topk(corpus_bits, query_bits, k)
+    with mock.patch.object(config, "PARALLEL_MIN_WORK_BYTES", 0):
+        dist, ids = backend("numba").topk_chunks(
+            chunks, query_bits, min(k, len(corpus_bits)), threads
+        )
+    np.testing.assert_array_equal(dist, expected_dist)
+    np.testing.assert_array_equal(ids, expected_ids)

@@ -21,7 +21,9 @@ def test_bench_exits_non_zero_on_mismatch(capsys, monkeypatch):
 
     original = numpy_backend.NumpyBackend.topk
     monkeypatch.setattr(
-        numpy_backend.NumpyBackend, "topk", lambda self, *a: (lambda d, i: (d, i[:, ::-1].copy()))(*original(self, *a))
+        numpy_backend.NumpyBackend,
+        "topk",
+        lambda self, *a: (lambda d, i: (d, i[:, ::-1].copy()))(*original(self, *a)),
     )
     assert main(SMALL) == 1
     assert "MISMATCH numpy" in capsys.readouterr().out

@@ -13,7 +13,9 @@ from naive import naive_hamming_topk
 @pytest.fixture
 def bits() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
-    return rng.integers(0, 256, (50, 9), dtype=np.uint8), rng.integers(0, 256, (3, 9), dtype=np.uint8)
+    return rng.integers(0, 256, (50, 9), dtype=np.uint8), rng.integers(
+        0, 256, (3, 9), dtype=np.uint8
+    )
 
 
 @pytest.mark.parametrize("backend", available_backends())
@@ -36,7 +38,9 @@ def test_single_query_row_and_single_corpus_row(bits):
 def test_signed_binary_codes_give_the_same_neighbours():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((40, 100)).astype(np.float32)
-    unsigned = hamming_topk(quantize_embeddings(x, "ubinary"), quantize_embeddings(x[:4], "ubinary"), 7)
+    unsigned = hamming_topk(
+        quantize_embeddings(x, "ubinary"), quantize_embeddings(x[:4], "ubinary"), 7
+    )
     signed = hamming_topk(quantize_embeddings(x, "binary"), quantize_embeddings(x[:4], "binary"), 7)
     assert np.array_equal(unsigned[0], signed[0]) and np.array_equal(unsigned[1], signed[1])
 
@@ -51,16 +55,79 @@ def test_non_contiguous_input(bits):
 @pytest.mark.parametrize(
     ("corpus", "queries", "k", "kwargs", "error", "match"),
     [
-        (np.zeros((4, 2), np.float32), np.zeros((1, 2), np.float32), 1, {}, TypeError, "packed bits as uint8"),
-        (np.zeros((4, 2), np.uint8), np.zeros((1, 2), np.int8), 1, {}, TypeError, "packed the same way"),
-        (np.zeros((4, 2), np.uint8), np.zeros((1, 3), np.uint8), 1, {}, ValueError, "dimension mismatch"),
-        (np.zeros((4, 2), np.uint8), np.zeros((1, 2), np.uint8), 0, {}, ValueError, "k must be positive"),
-        (np.zeros((4, 2), np.uint8), np.zeros((1, 2), np.uint8), -3, {}, ValueError, "k must be positive"),
-        (np.zeros((4, 2), np.uint8), np.zeros((1, 2), np.uint8), 2.5, {}, TypeError, "k must be an integer"),
-        (np.zeros((0, 2), np.uint8), np.zeros((1, 2), np.uint8), 1, {}, ValueError, "corpus_bits is empty"),
+        (
+            np.zeros((4, 2), np.float32),
+            np.zeros((1, 2), np.float32),
+            1,
+            {},
+            TypeError,
+            "packed bits as uint8",
+        ),
+        (
+            np.zeros((4, 2), np.uint8),
+            np.zeros((1, 2), np.int8),
+            1,
+            {},
+            TypeError,
+            "packed the same way",
+        ),
+        (
+            np.zeros((4, 2), np.uint8),
+            np.zeros((1, 3), np.uint8),
+            1,
+            {},
+            ValueError,
+            "dimension mismatch",
+        ),
+        (
+            np.zeros((4, 2), np.uint8),
+            np.zeros((1, 2), np.uint8),
+            0,
+            {},
+            ValueError,
+            "k must be positive",
+        ),
+        (
+            np.zeros((4, 2), np.uint8),
+            np.zeros((1, 2), np.uint8),
+            -3,
+            {},
+            ValueError,
+            "k must be positive",
+        ),
+        (
+            np.zeros((4, 2), np.uint8),
+            np.zeros((1, 2), np.uint8),
+            2.5,
+            {},
+            TypeError,
+            "k must be an integer",
+        ),
+        (
+            np.zeros((0, 2), np.uint8),
+            np.zeros((1, 2), np.uint8),
+            1,
+            {},
+            ValueError,
+            "corpus_bits is empty",
+        ),
         (np.zeros((4, 2, 1), np.uint8), np.zeros((1, 2), np.uint8), 1, {}, ValueError, "2-D"),
-        (np.zeros((4, 2), np.uint8), np.zeros((1, 2), np.uint8), 1, {"backend": "gpu"}, ValueError, "unknown backend"),
-        (np.zeros((4, 2), np.uint8), np.zeros((1, 2), np.uint8), 1, {"threads": 0}, ValueError, "threads"),
+        (
+            np.zeros((4, 2), np.uint8),
+            np.zeros((1, 2), np.uint8),
+            1,
+            {"backend": "gpu"},
+            ValueError,
+            "unknown backend",
+        ),
+        (
+            np.zeros((4, 2), np.uint8),
+            np.zeros((1, 2), np.uint8),
+            1,
+            {"threads": 0},
+            ValueError,
+            "threads",
+        ),
         ([[1, 2]], np.zeros((1, 2), np.uint8), 1, {}, TypeError, "numpy array"),
     ],
 )

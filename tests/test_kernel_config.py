@@ -42,7 +42,9 @@ def test_kernel_uses_config_flags(name, dispatcher):
     options = dict(dispatcher.targetoptions)
     options.pop("nopython", None)
     expected = [{k: v for k, v in flags.items() if k != "cache"} for flags in FLAG_SETS]
-    assert options in expected, f"{name} is compiled with {options}, not a flag set of _kernels/config.py"
+    assert options in expected, (
+        f"{name} is compiled with {options}, not a flag set of _kernels/config.py"
+    )
     assert type(dispatcher._cache).__name__ != "NullCache", f"{name} is not cached on disk"
 
 
@@ -59,7 +61,9 @@ def test_scan_uses_hardware_popcount():
     uncached = numba.njit(**{**config.KERNEL, "cache": False})(block_distances.py_func)
     corpus = np.zeros(64 * 16, dtype=np.uint8)
     dist = np.empty(4 * config.SCAN_BLOCK_ROWS, dtype=np.int32)
-    uncached(corpus, corpus[:512], 128, 0, 8, 0, 4, dist, np.empty(4, np.int32), config.PREFETCH_BYTES)
+    uncached(
+        corpus, corpus[:512], 128, 0, 8, 0, 4, dist, np.empty(4, np.int32), config.PREFETCH_BYTES
+    )
     asm = "\n".join(uncached.inspect_asm().values())
     assert "popcnt" in asm
     if _cpu_has("avx512_vpopcntdq"):

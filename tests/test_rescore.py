@@ -52,7 +52,9 @@ def test_rescore_int8_matches_dequantized_dot(seed, n, d, q, k, duplicates):
     assert scores.shape == ids.shape == (q, min(k, c))
     assert scores.dtype == np.float32 and ids.dtype == np.int64
     expected = naive_int8_scores(queries, codes, calibration.ranges)
-    assert np.allclose(scores, np.take_along_axis(expected, ids, axis=1), rtol=1e-4, atol=_tolerance(queries))
+    assert np.allclose(
+        scores, np.take_along_axis(expected, ids, axis=1), rtol=1e-4, atol=_tolerance(queries)
+    )
     for qi in range(q):
         assert set(ids[qi]) <= set(candidates[qi])
         best_left_out = np.setdiff1d(candidates[qi], ids[qi])
@@ -69,12 +71,20 @@ def test_rescore_bits_matches_bpr_scores(seed, n, d, q, duplicates):
     candidates = np.stack([rng.permutation(n) for _ in range(q)])
     scores, ids = rescore_bits(queries, bits, candidates)
     expected = naive_bit_scores(queries, bits)
-    assert np.allclose(scores, np.take_along_axis(expected, ids, axis=1), rtol=1e-4, atol=_tolerance(queries))
+    assert np.allclose(
+        scores, np.take_along_axis(expected, ids, axis=1), rtol=1e-4, atol=_tolerance(queries)
+    )
     _check_order(scores, ids)
 
 
 @settings(deadline=None, max_examples=60)
-@given(**CASES, n=st.integers(1, 200), q=st.integers(1, 6), k=st.integers(1, 210), threads=st.sampled_from([1, 2]))
+@given(
+    **CASES,
+    n=st.integers(1, 200),
+    q=st.integers(1, 6),
+    k=st.integers(1, 210),
+    threads=st.sampled_from([1, 2]),
+)
 def test_int8_topk_is_exact(seed, n, d, q, k, duplicates, threads):
     _, corpus, queries, calibration = _data(seed, n, d, q, duplicates)
     codes = calibration.quantize(corpus)
@@ -83,7 +93,9 @@ def test_int8_topk_is_exact(seed, n, d, q, k, duplicates, threads):
     expected = naive_int8_scores(queries, codes, calibration.ranges)
     kth = -np.sort(-expected, axis=1)[:, min(k, n) - 1]
     assert np.all(np.take_along_axis(expected, ids, axis=1) >= kth[:, None] - _tolerance(queries))
-    assert np.allclose(scores, np.take_along_axis(expected, ids, axis=1), rtol=1e-4, atol=_tolerance(queries))
+    assert np.allclose(
+        scores, np.take_along_axis(expected, ids, axis=1), rtol=1e-4, atol=_tolerance(queries)
+    )
     _check_order(scores, ids)
 
 
@@ -101,7 +113,9 @@ def test_int8_topk_parallel_matches_serial(monkeypatch):
 
 def test_duplicate_rows_tie_by_ascending_id():
     calibration = Calibration(np.array([[-1.0] * 4, [1.0] * 4], dtype=np.float32))
-    codes = calibration.quantize(np.tile(np.array([[0.5, -0.2, 0.1, 0.9]], dtype=np.float32), (6, 1)))
+    codes = calibration.quantize(
+        np.tile(np.array([[0.5, -0.2, 0.1, 0.9]], dtype=np.float32), (6, 1))
+    )
     query = np.ones((1, 4), dtype=np.float32)
     scores, ids = rescore_int8(query, codes, np.array([[5, 1, 3, 0]]), calibration, k=3)
     assert ids.tolist() == [[0, 1, 3]]

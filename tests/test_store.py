@@ -26,6 +26,7 @@ from fastquant import (
     StoreLockedError,
     StoreNotFoundError,
     StoreVersionError,
+    StoreWriteError,
     quantize_embeddings,
 )
 from naive import naive_hamming_topk
@@ -317,7 +318,7 @@ def test_create_refuses_a_non_empty_directory_or_a_file(tmp_path):
 
 
 def test_create_refuses_an_existing_store(tmp_path):
-    store, corpus_f32 = _filled_store(tmp_path)
+    _, corpus_f32 = _filled_store(tmp_path)
     with pytest.raises(FileExistsError):
         CorpusStore.create(tmp_path / "store", DIM)
     _assert_holds(CorpusStore.open(tmp_path / "store"), corpus_f32)
@@ -348,7 +349,7 @@ BAD_BATCHES = [
 
 @pytest.mark.parametrize("make_batch, problem", BAD_BATCHES)
 def test_bad_append_leaves_the_store_unchanged(tmp_path, make_batch, problem):
-    store, corpus_f32 = _filled_store(tmp_path)
+    store, _ = _filled_store(tmp_path)
     manifest_bytes = (store.path / "manifest.json").read_bytes()
     state = _state(store.path)
     checked = store.verify()
@@ -780,3 +781,41 @@ def test_uncommitted_garbage_is_invisible_and_cleared_by_the_next_writer(tmp_pat
         assert (chunks / f"{name}.bits").stat().st_size == rows * ((DIM + 7) // 8)
         assert (chunks / f"{name}.codes").stat().st_size == rows * DIM
     reopened.close()
+
+
+def _failing_after(calls: int, real):
+    """A stand-in for ``real`` that raises ENOSPC (disk full) from its ``calls + 1``-th call on."""
+    count = {"n": 0}
+
+    def fail(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    return fail
+
+
+@pytest.mark.parametrize("target", ["write_at", "write_manifest"])
+def test_a_failed_append_commits_nothing_and_the_next_one_works(tmp_path, target):
+    import fastquant.store.corpus as corpus_module
+
+    store, corpus_f32 = _filled_store(tmp_path)
+    manifest = (store.path / "manifest.json").read_bytes()
+    extra = _embeddings(1, 3 * CHUNK_ROWS + 2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            corpus_module,
+            target,
+            _failing_after(3 if target == "write_at" else 0, getattr(corpus_module, target)),
+        )
+        with pytest.raises(StoreWriteError, match="nothing was committed.*No space left"):
+            store.append(extra)
+    assert len(store) == len(corpus_f32)
+    assert (store.path / "manifest.json").read_bytes() == manifest
+    reopened = CorpusStore.open(store.path)
+    assert len(reopened) == len(corpus_f32)
+    reopened.verify()
+    store.append(extra)
+    _assert_holds(CorpusStore.open(store.path), np.concatenate([corpus_f32, extra]))
+    store.verify()

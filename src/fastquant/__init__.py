@@ -10,7 +10,15 @@ Public API:
 from .hamming import BackendComparison, compare_backends, hamming_topk
 from .quantize import Calibration, pack_bits, quantize_embeddings
 from .rescore import int8_topk, rescore_bits, rescore_int8
-from .store import CorpusStore, StoreCorruptedError, StoreError, StoreLockedError, StoreNotFoundError, StoreVersionError
+from .store import (
+    CorpusStore,
+    StoreCorruptedError,
+    StoreError,
+    StoreLockedError,
+    StoreNotFoundError,
+    StoreVersionError,
+    StoreWriteError,
+)
 
 __all__ = [
     "BackendComparison",
@@ -21,6 +29,7 @@ __all__ = [
     "StoreLockedError",
     "StoreNotFoundError",
     "StoreVersionError",
+    "StoreWriteError",
     "compare_backends",
     "hamming_topk",
     "int8_topk",

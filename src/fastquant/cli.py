@@ -8,16 +8,16 @@ import os
 # other's cores when both run in one process (see README, "Sharing cores with faiss").
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import argparse
+import sys
+import time
+from collections.abc import Sequence
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from ._kernels.config import resolve_threads  # noqa: E402
-from .backends import available_backends  # noqa: E402
-from .hamming import compare_backends, hamming_topk  # noqa: E402
+from ._kernels.config import resolve_threads
+from .backends import available_backends
+from .hamming import compare_backends, hamming_topk
 
 
 def _median_seconds(run, repeats: int) -> float:
@@ -40,7 +40,9 @@ def bench(args: argparse.Namespace) -> int:
     queries = rng.integers(0, 256, (args.batch, nbytes), dtype=np.uint8)
     threads = resolve_threads(args.threads)
     backends = available_backends()
-    print(f"{args.rows:,} rows x {args.bits} bits, batch {args.batch}, k={args.k}, {threads} thread(s)")
+    print(
+        f"{args.rows:,} rows x {args.bits} bits, batch {args.batch}, k={args.k}, {threads} thread(s)"
+    )
     report = compare_backends(corpus, queries, args.k, backends=backends, threads=threads)
     print(f"identical results: {', '.join(report.agree)}")
     for name, why in report.mismatches.items():
@@ -48,7 +50,8 @@ def bench(args: argparse.Namespace) -> int:
     rates = {}
     for name in backends:
         seconds = _median_seconds(
-            lambda: hamming_topk(corpus, queries, args.k, backend=name, threads=threads), args.repeats
+            lambda name=name: hamming_topk(corpus, queries, args.k, backend=name, threads=threads),
+            args.repeats,
         )
         rates[name] = args.batch / seconds
     print(f"{'backend':<10}{'queries/s':>12}{'numba speed-up':>16}")
@@ -60,9 +63,13 @@ def bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastquant", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("bench", help="cross-check and time the Hamming backends on this machine")
+    p = commands.add_parser(
+        "bench", help="cross-check and time the Hamming backends on this machine"
+    )
     p.add_argument("--rows", type=int, default=200_000, help="corpus rows (default 200,000)")
-    p.add_argument("--bits", type=int, default=1024, help="bits per row, a multiple of 8 (default 1024)")
+    p.add_argument(
+        "--bits", type=int, default=1024, help="bits per row, a multiple of 8 (default 1024)"
+    )
     p.add_argument("--batch", type=int, default=16, help="queries per search (default 16)")
     p.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")

@@ -7,8 +7,8 @@ sides are shifted by the same 128, so their XOR, and every distance, is unchange
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -36,12 +36,12 @@ def as_bit_matrix(name: str, bits: np.ndarray) -> np.ndarray:
 
 
 def _validate(corpus_bits, query_bits, k) -> tuple[np.ndarray, np.ndarray, int]:
-    if isinstance(corpus_bits, np.ndarray) and isinstance(query_bits, np.ndarray):
-        if corpus_bits.dtype != query_bits.dtype:
-            raise TypeError(
-                f"corpus_bits ({corpus_bits.dtype}) and query_bits ({query_bits.dtype}) must be packed "
-                "the same way: both uint8 ('ubinary') or both int8 ('binary')"
-            )
+    arrays = isinstance(corpus_bits, np.ndarray) and isinstance(query_bits, np.ndarray)
+    if arrays and corpus_bits.dtype != query_bits.dtype:
+        raise TypeError(
+            f"corpus_bits ({corpus_bits.dtype}) and query_bits ({query_bits.dtype}) must be packed "
+            "the same way: both uint8 ('ubinary') or both int8 ('binary')"
+        )
     corpus = as_bit_matrix("corpus_bits", corpus_bits)
     queries = as_bit_matrix("query_bits", query_bits)
     if corpus.shape[1] != queries.shape[1]:
@@ -99,14 +99,18 @@ class BackendComparison:
             raise AssertionError(f"backends disagree with {self.reference}: {details}")
 
 
-def _first_difference(ref: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]) -> str | None:
+def _first_difference(
+    ref: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]
+) -> str | None:
     for label, a, b in (("distances", ref[0], other[0]), ("ids", ref[1], other[1])):
         if a.shape != b.shape:
             return f"{label} shape {b.shape} != {a.shape}"
         diff = np.argwhere(a != b)
         if len(diff):
             q, j = diff[0]
-            return f"{len(diff)} {label} differ, first at query {q} rank {j}: {b[q, j]} != {a[q, j]}"
+            return (
+                f"{len(diff)} {label} differ, first at query {q} rank {j}: {b[q, j]} != {a[q, j]}"
+            )
     return None
 
 
@@ -133,7 +137,9 @@ def compare_backends(
     for name in names:
         if name == reference:
             continue
-        difference = _first_difference(expected, hamming_topk(corpus_bits, query_bits, k, backend=name, threads=threads))
+        difference = _first_difference(
+            expected, hamming_topk(corpus_bits, query_bits, k, backend=name, threads=threads)
+        )
         if difference is None:
             agree.append(name)
         else:

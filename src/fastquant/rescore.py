@@ -32,7 +32,9 @@ def as_codes(codes_i8: np.ndarray, dim: int | None = None) -> np.ndarray:
         got = codes_i8.dtype if isinstance(codes_i8, np.ndarray) else type(codes_i8).__name__
         raise TypeError(f"codes_i8 must be an int8 numpy array (precision='int8'), got {got}")
     if codes_i8.ndim != 2 or codes_i8.size == 0:
-        raise ValueError(f"codes_i8 must be a non-empty 2-D (rows, dim) array, got shape {codes_i8.shape}")
+        raise ValueError(
+            f"codes_i8 must be a non-empty 2-D (rows, dim) array, got shape {codes_i8.shape}"
+        )
     if dim is not None:
         require_dim("codes_i8", codes_i8, dim)
     return np.ascontiguousarray(codes_i8)
@@ -40,7 +42,11 @@ def as_codes(codes_i8: np.ndarray, dim: int | None = None) -> np.ndarray:
 
 def as_calibration(calibration: Calibration | np.ndarray) -> Calibration:
     """A :class:`Calibration`, or ``(2, d)`` ranges to build one from."""
-    return calibration if isinstance(calibration, Calibration) else Calibration(np.asarray(calibration))
+    return (
+        calibration
+        if isinstance(calibration, Calibration)
+        else Calibration(np.asarray(calibration))
+    )
 
 
 def as_candidates(candidate_ids: np.ndarray, q: int, n: int) -> np.ndarray:
@@ -56,7 +62,9 @@ def as_candidates(candidate_ids: np.ndarray, q: int, n: int) -> np.ndarray:
     if ids.ndim != 2 or ids.shape[0] != q or ids.shape[1] == 0:
         raise ValueError(f"candidate_ids must have shape ({q}, c) with c >= 1, got {ids.shape}")
     if ids.min() < 0 or ids.max() >= n:
-        raise ValueError(f"candidate_ids must lie in [0, {n}), got values from {ids.min()} to {ids.max()}")
+        raise ValueError(
+            f"candidate_ids must lie in [0, {n}), got values from {ids.min()} to {ids.max()}"
+        )
     ids = np.sort(ids.astype(np.int64), axis=1)
     if ids.shape[1] > 1 and (ids[:, 1:] == ids[:, :-1]).any():
         raise ValueError("candidate_ids repeat a row id within one query")
@@ -115,7 +123,9 @@ def rescore_int8(
     scaled, constants = prepare_queries(queries, calibration)
     slots = np.arange(ids.size, dtype=np.int64)
     scores = np.empty(ids.shape, dtype=np.float32)
-    kernels.score_int8_slots(scaled, constants, codes, ids.reshape(-1), slots, ids.shape[1], scores.reshape(-1))
+    kernels.score_int8_slots(
+        scaled, constants, codes, ids.reshape(-1), slots, ids.shape[1], scores.reshape(-1)
+    )
     return _top(scores, ids, k)
 
 
@@ -133,12 +143,22 @@ def rescore_bits(
     query = np.asarray(query_f32)
     dim = query.shape[-1] if query.ndim else 0
     if (dim + 7) // 8 != bits.shape[1]:
-        raise ValueError(f"query_f32 has dimension {dim}, which does not pack into {bits.shape[1]} bytes per row")
+        raise ValueError(
+            f"query_f32 has dimension {dim}, which does not pack into {bits.shape[1]} bytes per row"
+        )
     queries = as_queries(query, dim)
     ids = as_candidates(candidate_ids, queries.shape[0], bits.shape[0])
     slots = np.arange(ids.size, dtype=np.int64)
     scores = np.empty(ids.shape, dtype=np.float32)
-    kernels.score_bit_slots(queries, query_totals(queries), bits, ids.reshape(-1), slots, ids.shape[1], scores.reshape(-1))
+    kernels.score_bit_slots(
+        queries,
+        query_totals(queries),
+        bits,
+        ids.reshape(-1),
+        slots,
+        ids.shape[1],
+        scores.reshape(-1),
+    )
     return _top(scores, ids, k)
 
 
@@ -164,5 +184,7 @@ def int8_topk(
     out_scores = np.empty((queries.shape[0], k_eff), dtype=np.float32)
     out_ids = np.empty((queries.shape[0], k_eff), dtype=np.int64)
     with config.numba_threads(threads) as used:
-        kernels.int8_topk(queries, codes, calibration.starts, calibration.steps, k_eff, used, out_scores, out_ids)
+        kernels.int8_topk(
+            queries, codes, calibration.starts, calibration.steps, k_eff, used, out_scores, out_ids
+        )
     return out_scores, out_ids

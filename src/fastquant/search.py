@@ -24,7 +24,9 @@ from .store.files import MappedRows
 _FAR = np.iinfo(np.int32).max
 
 
-def _merge(keys: list[np.ndarray], ids: list[np.ndarray], k: int, empty_key) -> tuple[np.ndarray, np.ndarray]:
+def _merge(
+    keys: list[np.ndarray], ids: list[np.ndarray], k: int, empty_key
+) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-chunk ``(q, k_c)`` lists sorted by ``(key, id)`` into the best ``k`` of all."""
     if len(keys) == 1:
         return keys[0], ids[0]
@@ -99,7 +101,13 @@ def rescore_int8_chunks(
         if prefetch:
             code_chunks[c].prefetch(rows)
         rescore_kernels.score_int8_slots(
-            scaled, constants, code_chunks[c].array, rows, slots, candidates.shape[1], scores.reshape(-1)
+            scaled,
+            constants,
+            code_chunks[c].array,
+            rows,
+            slots,
+            candidates.shape[1],
+            scores.reshape(-1),
         )
     return top_by_score(scores, candidates, min(k, candidates.shape[1]))
 

@@ -26,7 +26,9 @@ _FAR = np.iinfo(np.int32).max
 
 
 @njit(**KERNEL)
-def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_hi, dist, minima, prefetch_bytes):
+def block_distances(
+    corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_hi, dist, minima, prefetch_bytes
+):
     """Set ``dist[4 * (r - row_lo) + j]`` to the distance of row ``r`` to query ``q_lo + j``.
 
     ``minima[j]`` receives a lower bound of query ``q_lo + j``'s smallest distance in the block
@@ -34,12 +36,28 @@ def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_h
     """
     if q_hi - q_lo == QUERIES_PER_SCAN:
         minima[0], minima[1], minima[2], minima[3] = scan_block_4(
-            corpus_flat, row_lo, row_hi, nbytes, queries_flat, q_lo * nbytes, dist, 0, prefetch_bytes
+            corpus_flat,
+            row_lo,
+            row_hi,
+            nbytes,
+            queries_flat,
+            q_lo * nbytes,
+            dist,
+            0,
+            prefetch_bytes,
         )
     else:
         for qi in range(q_lo, q_hi):
             minima[qi - q_lo] = scan_block_1(
-                corpus_flat, row_lo, row_hi, nbytes, queries_flat, qi * nbytes, dist, qi - q_lo, prefetch_bytes
+                corpus_flat,
+                row_lo,
+                row_hi,
+                nbytes,
+                queries_flat,
+                qi * nbytes,
+                dist,
+                qi - q_lo,
+                prefetch_bytes,
             )
     first_tail_byte = nbytes - nbytes % 8
     if first_tail_byte == nbytes:
@@ -48,12 +66,24 @@ def block_distances(corpus_flat, queries_flat, nbytes, row_lo, row_hi, q_lo, q_h
         for qi in range(q_lo, q_hi):
             extra = 0
             for byte in range(first_tail_byte, nbytes):
-                extra += xor_popcount_byte(corpus_flat, r * nbytes + byte, queries_flat, qi * nbytes + byte)
+                extra += xor_popcount_byte(
+                    corpus_flat, r * nbytes + byte, queries_flat, qi * nbytes + byte
+                )
             dist[QUERIES_PER_SCAN * (r - row_lo) + qi - q_lo] += extra
 
 
 @njit(**KERNEL)
-def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids, prefetch_bytes, id_offset):
+def scan_range(
+    corpus_flat,
+    queries_flat,
+    nbytes,
+    row_lo,
+    row_hi,
+    heap_keys,
+    heap_ids,
+    prefetch_bytes,
+    id_offset,
+):
     """Offer corpus rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to the heaps ``(q, k)`` of every query."""
     nq = heap_keys.shape[0]
     dist = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
@@ -63,7 +93,16 @@ def scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, hea
         for q_lo in range(0, nq, QUERIES_PER_SCAN):
             q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
             block_distances(
-                corpus_flat, queries_flat, nbytes, block_lo, block_hi, q_lo, q_hi, dist, minima, prefetch_bytes
+                corpus_flat,
+                queries_flat,
+                nbytes,
+                block_lo,
+                block_hi,
+                q_lo,
+                q_hi,
+                dist,
+                minima,
+                prefetch_bytes,
             )
             for qi in range(q_lo, q_hi):
                 keys = heap_keys[qi]
@@ -98,7 +137,9 @@ def _bytes_at(typingctx, address):
 
 
 @njit(**KERNEL)
-def _scan_chunks(addresses, rows, queries_flat, nbytes, part, parts, heap_keys, heap_ids, prefetch_bytes):
+def _scan_chunks(
+    addresses, rows, queries_flat, nbytes, part, parts, heap_keys, heap_ids, prefetch_bytes
+):
     """Scan range ``part`` of ``parts`` (whole blocks) of every chunk into one set of heaps."""
     id_offset = 0
     for c in range(addresses.shape[0]):
@@ -107,24 +148,50 @@ def _scan_chunks(addresses, rows, queries_flat, nbytes, part, parts, heap_keys, 
         blocks = (n + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
         row_lo = min(n, (blocks * part // parts) * SCAN_BLOCK_ROWS)
         row_hi = min(n, (blocks * (part + 1) // parts) * SCAN_BLOCK_ROWS)
-        scan_range(corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids, prefetch_bytes, id_offset)
+        scan_range(
+            corpus_flat,
+            queries_flat,
+            nbytes,
+            row_lo,
+            row_hi,
+            heap_keys,
+            heap_ids,
+            prefetch_bytes,
+            id_offset,
+        )
         id_offset += n
 
 
 @njit(**KERNEL)
-def hamming_topk_serial(addresses, rows, queries_flat, nbytes, k, prefetch_bytes, out_dist, out_ids):
+def hamming_topk_serial(
+    addresses, rows, queries_flat, nbytes, k, prefetch_bytes, out_dist, out_ids
+):
     """Top-k on the calling thread into ``out_dist (q, k) int32, out_ids (q, k) int64``, ``k <= sum(rows)``."""
     nq = queries_flat.shape[0] // nbytes
     heap_keys, heap_ids = _empty_heaps(1, nq, k)
-    _scan_chunks(addresses, rows, queries_flat, nbytes, 0, 1, heap_keys[0], heap_ids[0], prefetch_bytes)
+    _scan_chunks(
+        addresses, rows, queries_flat, nbytes, 0, 1, heap_keys[0], heap_ids[0], prefetch_bytes
+    )
     merge_heaps(heap_keys, heap_ids, out_dist, out_ids)
 
 
 @njit(**PARALLEL_KERNEL)
-def hamming_topk_parallel(addresses, rows, queries_flat, nbytes, k, threads, prefetch_bytes, out_dist, out_ids):
+def hamming_topk_parallel(
+    addresses, rows, queries_flat, nbytes, k, threads, prefetch_bytes, out_dist, out_ids
+):
     """Top-k with every chunk split into ``threads`` contiguous ranges, one per thread."""
     nq = queries_flat.shape[0] // nbytes
     heap_keys, heap_ids = _empty_heaps(threads, nq, k)
     for t in prange(threads):
-        _scan_chunks(addresses, rows, queries_flat, nbytes, t, threads, heap_keys[t], heap_ids[t], prefetch_bytes)
+        _scan_chunks(
+            addresses,
+            rows,
+            queries_flat,
+            nbytes,
+            t,
+            threads,
+            heap_keys[t],
+            heap_ids[t],
+            prefetch_bytes,
+        )
     merge_heaps(heap_keys, heap_ids, out_dist, out_ids)

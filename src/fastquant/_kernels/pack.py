@@ -16,7 +16,6 @@ from numba import njit, prange
 
 from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL
 
-
 #: Multiplying eight 0/1 bytes, read as one little-endian ``uint64``, by this constant gathers
 #: them into the top byte with the first byte as its most significant bit.
 _GATHER_BITS = np.uint64(0x8040201008040201)

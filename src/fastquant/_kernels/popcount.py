@@ -48,23 +48,33 @@ def _shuffle(builder, a, b, lanes):
 class _Emitter:
     """Emits the IR of one block scan; ``n_queries`` is 1 or 4."""
 
-    def __init__(self, builder, n_queries, corpus, queries, dist, nbytes, q_off, col, prefetch_bytes):
+    def __init__(
+        self, builder, n_queries, corpus, queries, dist, nbytes, q_off, col, prefetch_bytes
+    ):
         self.b = builder
         self.n_queries = n_queries
         self.corpus, self.queries, self.dist = corpus, queries, dist
         self.nbytes, self.col, self.prefetch_bytes = nbytes, col, prefetch_bytes
-        self.q_offsets = [builder.add(q_off, builder.mul(nbytes, _i64(j))) for j in range(n_queries)]
+        self.q_offsets = [
+            builder.add(q_off, builder.mul(nbytes, _i64(j))) for j in range(n_queries)
+        ]
         module = builder.module
-        self.ctpop = cgutils.get_or_insert_function(module, ir.FunctionType(_V8, [_V8]), "llvm.ctpop.v8i64")
+        self.ctpop = cgutils.get_or_insert_function(
+            module, ir.FunctionType(_V8, [_V8]), "llvm.ctpop.v8i64"
+        )
         self.reduce_add = cgutils.get_or_insert_function(
             module, ir.FunctionType(_I64, [_V8]), "llvm.vector.reduce.add.v8i64"
         )
         self.masked_load = cgutils.get_or_insert_function(
-            module, ir.FunctionType(_V8, [_V8.as_pointer(), _I32, _MASK8, _V8]), "llvm.masked.load.v8i64.p0"
+            module,
+            ir.FunctionType(_V8, [_V8.as_pointer(), _I32, _MASK8, _V8]),
+            "llvm.masked.load.v8i64.p0",
         )
         self.zero = ir.Constant(_V8, None)
         self.prefetch = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32]), "llvm.prefetch.p0"
+            module,
+            ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32]),
+            "llvm.prefetch.p0",
         )
         far = ir.Constant(_I32, 2**31 - 1)
         self.minimum = cgutils.alloca_once_value(
@@ -76,7 +86,9 @@ class _Emitter:
         value = self.b.load(self.minimum)
         if self.n_queries == 1:
             return value
-        lanes = [self.b.extract_element(value, ir.Constant(_I32, j)) for j in range(QUERIES_PER_SCAN)]
+        lanes = [
+            self.b.extract_element(value, ir.Constant(_I32, j)) for j in range(QUERIES_PER_SCAN)
+        ]
         return context.make_tuple(self.b, return_type, lanes)
 
     def _pointer(self, data, offset, element):
@@ -98,7 +110,12 @@ class _Emitter:
             else:
                 piece_type = ir.VectorType(_I64, width)
                 piece = b.load(self._pointer(data, at, piece_type), align=1)
-                wide = _shuffle(b, piece, ir.Constant(piece_type, None), list(range(width)) + [width] * (8 - width))
+                wide = _shuffle(
+                    b,
+                    piece,
+                    ir.Constant(piece_type, None),
+                    list(range(width)) + [width] * (8 - width),
+                )
                 lanes = [8 + i - lane if lane <= i < lane + width else i for i in range(8)]
                 vector = _shuffle(b, vector, wide, lanes)
             lane += width
@@ -110,7 +127,10 @@ class _Emitter:
         splat = b.insert_element(ir.Constant(_V8, ir.Undefined), words, ir.Constant(_I32, 0))
         splat = _shuffle(b, splat, ir.Constant(_V8, ir.Undefined), [0] * 8)
         mask = b.icmp_unsigned("<", ir.Constant(_V8, list(range(8))), splat)
-        return b.call(self.masked_load, [self._pointer(data, offset, _V8), ir.Constant(_I32, 1), mask, self.zero])
+        return b.call(
+            self.masked_load,
+            [self._pointer(data, offset, _V8), ir.Constant(_I32, 1), mask, self.zero],
+        )
 
     def chunks(self, words):
         """Byte offsets and word counts of the 64-byte chunks of a ``words``-word row."""
@@ -126,9 +146,12 @@ class _Emitter:
         s01 = b.add(_shuffle(b, sums[0], sums[1], low), _shuffle(b, sums[0], sums[1], high))
         s23 = b.add(_shuffle(b, sums[2], sums[3], low), _shuffle(b, sums[2], sums[3], high))
         pairs = b.add(
-            _shuffle(b, s01, s23, [0, 1, 4, 5, 8, 9, 12, 13]), _shuffle(b, s01, s23, [2, 3, 6, 7, 10, 11, 14, 15])
+            _shuffle(b, s01, s23, [0, 1, 4, 5, 8, 9, 12, 13]),
+            _shuffle(b, s01, s23, [2, 3, 6, 7, 10, 11, 14, 15]),
         )
-        totals = b.add(_shuffle(b, pairs, pairs, [0, 2, 4, 6]), _shuffle(b, pairs, pairs, [1, 3, 5, 7]))
+        totals = b.add(
+            _shuffle(b, pairs, pairs, [0, 2, 4, 6]), _shuffle(b, pairs, pairs, [1, 3, 5, 7])
+        )
         return b.trunc(totals, _V4_I32)
 
     def lower(self, minimum, value):
@@ -138,7 +161,9 @@ class _Emitter:
         b.store(b.select(b.icmp_signed("<", value, current), value, current), minimum)
 
     def dist_at(self, row_index):
-        return self.b.gep(self.dist, [self.b.add(self.b.mul(row_index, _i64(QUERIES_PER_SCAN)), self.col)])
+        return self.b.gep(
+            self.dist, [self.b.add(self.b.mul(row_index, _i64(QUERIES_PER_SCAN)), self.col)]
+        )
 
     def row_sums(self, row_index_in_block, row_lo, chunks, query_vectors):
         """Prefetch ahead, then the ``<8 x i64>`` popcount sums of one row against each query."""
@@ -146,7 +171,10 @@ class _Emitter:
         row_offset = b.mul(b.add(row_lo, row_index_in_block), self.nbytes)
         for off, _ in chunks:
             ahead = b.gep(self.corpus, [b.add(row_offset, b.add(self.prefetch_bytes, _i64(off)))])
-            b.call(self.prefetch, [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+            b.call(
+                self.prefetch,
+                [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
+            )
         sums = [self.zero] * self.n_queries
         for (off, w), q_vectors in zip(chunks, query_vectors):
             row_vector = self.load_words(self.corpus, b.add(row_offset, _i64(off)), w)
@@ -168,7 +196,10 @@ class _Emitter:
         """Row loop for a width of exactly ``words`` words; queries held in registers."""
         b = self.b
         chunks = self.chunks(words)
-        query_vectors = [[self.load_words(self.queries, b.add(q, _i64(off)), w) for q in self.q_offsets] for off, w in chunks]
+        query_vectors = [
+            [self.load_words(self.queries, b.add(q, _i64(off)), w) for q in self.q_offsets]
+            for off, w in chunks
+        ]
         with cgutils.for_range(b, count) as loop:
             self.store(loop.index, self.row_sums(loop.index, row_lo, chunks, query_vectors))
 
@@ -184,7 +215,13 @@ class _Emitter:
             def accumulate(load, byte):
                 row_vector = load(self.corpus, b.add(row_offset, byte))
                 for s, q in zip(sums, self.q_offsets):
-                    b.store(b.add(b.load(s), self.xor_count(row_vector, load(self.queries, b.add(q, byte)))), s)
+                    b.store(
+                        b.add(
+                            b.load(s),
+                            self.xor_count(row_vector, load(self.queries, b.add(q, byte))),
+                        ),
+                        s,
+                    )
 
             with cgutils.for_range(b, full) as chunk:
                 accumulate(lambda d, o: self.load_words(d, o, 8), b.mul(chunk.index, _i64(64)))
@@ -195,14 +232,31 @@ class _Emitter:
 
 def _make_scan_block(n_queries: int):
     @intrinsic
-    def scan_block(typingctx, corpus, row_lo, row_hi, nbytes, queries, q_off, dist, col, prefetch_bytes):
+    def scan_block(
+        typingctx, corpus, row_lo, row_hi, nbytes, queries, q_off, dist, col, prefetch_bytes
+    ):
         result = types.int32 if n_queries == 1 else types.UniTuple(types.int32, QUERIES_PER_SCAN)
-        signature = result(corpus, types.intp, types.intp, types.intp, queries, types.intp, dist, types.intp, types.intp)
+        signature = result(
+            corpus,
+            types.intp,
+            types.intp,
+            types.intp,
+            queries,
+            types.intp,
+            dist,
+            types.intp,
+            types.intp,
+        )
 
         def codegen(context, builder, sig, args):
             corpus_, row_lo_, row_hi_, nbytes_, queries_, q_off_, dist_, col_, prefetch_ = args
-            data = [context.make_array(sig.args[i])(context, builder, a).data for i, a in ((0, corpus_), (4, queries_), (6, dist_))]
-            emit = _Emitter(builder, n_queries, data[0], data[1], data[2], nbytes_, q_off_, col_, prefetch_)
+            data = [
+                context.make_array(sig.args[i])(context, builder, a).data
+                for i, a in ((0, corpus_), (4, queries_), (6, dist_))
+            ]
+            emit = _Emitter(
+                builder, n_queries, data[0], data[1], data[2], nbytes_, q_off_, col_, prefetch_
+            )
             count = builder.sub(row_hi_, row_lo_)
             nwords = builder.udiv(nbytes_, _i64(8))
             done = builder.append_basic_block("scan_done")
@@ -241,9 +295,15 @@ def xor_popcount_byte(typingctx, a, ia, b, ib):
 
     def codegen(context, builder, sig, args):
         i8 = ir.IntType(8)
-        a_byte = builder.load(builder.gep(context.make_array(sig.args[0])(context, builder, args[0]).data, [args[1]]))
-        b_byte = builder.load(builder.gep(context.make_array(sig.args[2])(context, builder, args[2]).data, [args[3]]))
-        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i8, [i8]), "llvm.ctpop.i8")
+        a_byte = builder.load(
+            builder.gep(context.make_array(sig.args[0])(context, builder, args[0]).data, [args[1]])
+        )
+        b_byte = builder.load(
+            builder.gep(context.make_array(sig.args[2])(context, builder, args[2]).data, [args[3]])
+        )
+        ctpop = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i8, [i8]), "llvm.ctpop.i8"
+        )
         return builder.zext(builder.call(ctpop, [builder.xor(a_byte, b_byte)]), _I64)
 
     return signature, codegen

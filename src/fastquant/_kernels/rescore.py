@@ -131,7 +131,16 @@ def int8_topk(queries, codes, starts, steps, k, threads, out_scores, out_ids):
     n = codes.shape[0]
     heap_keys, heap_ids = _empty_score_heaps(threads, queries.shape[0], k)
     for t in prange(threads):
-        _int8_scan_range(queries, codes, starts, steps, n * t // threads, n * (t + 1) // threads, heap_keys[t], heap_ids[t])
+        _int8_scan_range(
+            queries,
+            codes,
+            starts,
+            steps,
+            n * t // threads,
+            n * (t + 1) // threads,
+            heap_keys[t],
+            heap_ids[t],
+        )
     merge_heaps(heap_keys, heap_ids, out_scores, out_ids)
     for qi in range(out_scores.shape[0]):
         for j in range(out_scores.shape[1]):

@@ -40,10 +40,20 @@ class NumbaBackend:
         out_ids = np.empty((q, k), dtype=np.int64)
         queries_flat = np.ascontiguousarray(query_bits).reshape(-1)
         if threads == 1 or int(rows.sum()) * nbytes * q < config.PARALLEL_MIN_WORK_BYTES:
-            hamming_topk_serial(addresses, rows, queries_flat, nbytes, k, config.PREFETCH_BYTES, out_dist, out_ids)
+            hamming_topk_serial(
+                addresses, rows, queries_flat, nbytes, k, config.PREFETCH_BYTES, out_dist, out_ids
+            )
             return out_dist, out_ids
         with config.numba_threads(threads) as used:
             hamming_topk_parallel(
-                addresses, rows, queries_flat, nbytes, k, used, config.PREFETCH_BYTES, out_dist, out_ids
+                addresses,
+                rows,
+                queries_flat,
+                nbytes,
+                k,
+                used,
+                config.PREFETCH_BYTES,
+                out_dist,
+                out_ids,
             )
         return out_dist, out_ids

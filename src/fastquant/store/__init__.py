@@ -1,7 +1,14 @@
 """The chunked, memory-mapped corpus store and its errors."""
 
 from .corpus import DEFAULT_CHUNK_ROWS, CorpusStore
-from .errors import StoreCorruptedError, StoreError, StoreLockedError, StoreNotFoundError, StoreVersionError
+from .errors import (
+    StoreCorruptedError,
+    StoreError,
+    StoreLockedError,
+    StoreNotFoundError,
+    StoreVersionError,
+    StoreWriteError,
+)
 from .manifest import FORMAT_VERSION
 
 __all__ = [
@@ -13,4 +20,5 @@ __all__ = [
     "StoreLockedError",
     "StoreNotFoundError",
     "StoreVersionError",
+    "StoreWriteError",
 ]

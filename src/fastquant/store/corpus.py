@@ -31,8 +31,13 @@ from .._kernels.config import resolve_threads
 from ..quantize import Calibration, quantize_checked
 from ..rescore import as_queries
 from ..search import exact_int8_chunks, hamming_candidates, rescore_bit_chunks, rescore_int8_chunks
-from ..validation import require_dim, require_finite_float_matrix, require_positive_int, require_positive_k
-from .errors import StoreCorruptedError, StoreError
+from ..validation import (
+    require_dim,
+    require_finite_float_matrix,
+    require_positive_int,
+    require_positive_k,
+)
+from .errors import StoreCorruptedError, StoreWriteError
 from .files import MappedRows, file_crc32, write_at
 from .lock import WriterLock
 from .manifest import (
@@ -106,7 +111,11 @@ class CorpusStore:
         path = Path(path)
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        if (
+            isinstance(chunk_rows, bool)
+            or not isinstance(chunk_rows, (int, np.integer))
+            or chunk_rows < 1
+        ):
             raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
         if ranges is not None and calibration_embeddings is not None:
             raise ValueError("pass ranges or calibration_embeddings, not both")
@@ -119,7 +128,9 @@ class CorpusStore:
         if calibration is not None and calibration.dim != dim:
             raise ValueError(f"the calibration has dimension {calibration.dim}, expected {dim}")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise FileExistsError(f"cannot create a store at {path}: it exists and is not an empty directory")
+            raise FileExistsError(
+                f"cannot create a store at {path}: it exists and is not an empty directory"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         building = path.with_name(f".{path.name}.creating-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
@@ -153,13 +164,27 @@ class CorpusStore:
             calibration = _read_calibration(self.path, manifest)
         bits, codes = [], []
         for i, chunk in enumerate(manifest.chunks):
-            if previous is not None and i < len(previous.manifest.chunks) and previous.manifest.chunks[i] == chunk:
+            if (
+                previous is not None
+                and i < len(previous.manifest.chunks)
+                and previous.manifest.chunks[i] == chunk
+            ):
                 bits.append(previous.bits[i])
                 codes.append(previous.codes[i])
                 continue
-            bit_rows = MappedRows(self.path / bits_file(i), chunk.rows, manifest.bits_width, np.uint8, random_access=False)
+            bit_rows = MappedRows(
+                self.path / bits_file(i),
+                chunk.rows,
+                manifest.bits_width,
+                np.uint8,
+                random_access=False,
+            )
             bits.append(np.array(bit_rows.array) if self.bits_in_memory else bit_rows.array)
-            codes.append(MappedRows(self.path / codes_file(i), chunk.rows, manifest.dim, np.int8, random_access=True))
+            codes.append(
+                MappedRows(
+                    self.path / codes_file(i), chunk.rows, manifest.dim, np.int8, random_access=True
+                )
+            )
         offsets = np.cumsum([0] + [chunk.rows for chunk in manifest.chunks], dtype=np.int64)
         return _Snapshot(manifest, calibration, tuple(bits), tuple(codes), offsets)
 
@@ -226,7 +251,23 @@ class CorpusStore:
         require_dim("embeddings_f32", batch, self.dim)
         self._acquire()
         before = self._snapshot.manifest
-        calibration, manifest = self._snapshot.calibration, before
+        try:
+            self._commit(before, batch)
+        except OSError as error:
+            self._snapshot = self._load(read_manifest(self.path), self._snapshot)
+            if len(self) == before.rows:
+                raise StoreWriteError(
+                    f"appending {batch.shape[0]} rows to {self.path} failed; nothing was committed: {error}"
+                ) from error
+            raise StoreWriteError(
+                f"appending {batch.shape[0]} rows to {self.path} was committed, but flushing the directory "
+                f"failed, so the rows may not survive a power loss: {error}"
+            ) from error
+        return np.arange(before.rows, before.rows + batch.shape[0], dtype=np.int64)
+
+    def _commit(self, manifest: Manifest, batch: np.ndarray) -> None:
+        """Write ``batch`` after the committed rows (calibrating first if needed), then the manifest."""
+        calibration = self._snapshot.calibration
         if calibration is None:
             if batch.shape[0] < 2:
                 raise ValueError(
@@ -234,14 +275,14 @@ class CorpusStore:
                     "append at least two rows first, or create the store with ranges or calibration_embeddings"
                 )
             calibration = Calibration.from_embeddings(batch)
-            source = f"first append ({batch.shape[0]} rows)"
             manifest = manifest.with_chunks(
-                manifest.chunks, calibration_crc32=_write_calibration(self.path, calibration), calibration_source=source
+                manifest.chunks,
+                calibration_crc32=_write_calibration(self.path, calibration),
+                calibration_source=f"first append ({batch.shape[0]} rows)",
             )
         chunks = _append_rows(self.path, manifest, calibration, batch)
         write_manifest(self.path, manifest.with_chunks(chunks))
         self._snapshot = self._load(read_manifest(self.path), self._snapshot)
-        return np.arange(before.rows, before.rows + batch.shape[0], dtype=np.int64)
 
     def _acquire(self) -> None:
         """Take the writer lock, load the latest manifest and clear what a crashed writer left."""
@@ -273,9 +314,13 @@ class CorpusStore:
             ):
                 file, size = self.path / name, chunk.rows * width
                 if not file.exists():
-                    raise StoreCorruptedError(f"{file} is missing: the manifest lists {chunk.rows} rows in it")
+                    raise StoreCorruptedError(
+                        f"{file} is missing: the manifest lists {chunk.rows} rows in it"
+                    )
                 if file_crc32(file, size) != expected:
-                    raise StoreCorruptedError(f"{file} fails its checksum: its committed bytes were changed")
+                    raise StoreCorruptedError(
+                        f"{file} fails its checksum: its committed bytes were changed"
+                    )
                 checked += size
         return checked
 
@@ -315,10 +360,16 @@ class CorpusStore:
         k = require_positive_k(k)
         if rescore not in ("int8", "bits", "none"):
             raise ValueError(f"rescore must be 'int8', 'bits' or 'none', got {rescore!r}")
-        multiplier = require_positive_int("rescore_multiplier", rescore_multiplier) if rescore != "none" else 1
+        multiplier = (
+            require_positive_int("rescore_multiplier", rescore_multiplier)
+            if rescore != "none"
+            else 1
+        )
         threads = resolve_threads(threads)
         if len(self) == 0:
-            return np.empty((queries.shape[0], 0), np.float32), np.empty((queries.shape[0], 0), np.int64)
+            return np.empty((queries.shape[0], 0), np.float32), np.empty(
+                (queries.shape[0], 0), np.int64
+            )
         query_bits = quantize_checked(queries, "ubinary", None)
         dist, candidates = hamming_candidates(
             snapshot.bits, snapshot.offsets, query_bits, k * multiplier, backend, threads
@@ -328,10 +379,18 @@ class CorpusStore:
         if rescore == "bits":
             return rescore_bit_chunks(queries, snapshot.bits, snapshot.offsets, candidates, k)
         return rescore_int8_chunks(
-            queries, snapshot.codes, snapshot.offsets, snapshot.calibration, candidates, k, prefetch=prefetch
+            queries,
+            snapshot.codes,
+            snapshot.offsets,
+            snapshot.calibration,
+            candidates,
+            k,
+            prefetch=prefetch,
         )
 
-    def exact_search(self, query_f32: Any, k: int = 10, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def exact_search(
+        self, query_f32: Any, k: int = 10, *, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exhaustive int8 search: every row's dequantized dot product with each query, no binary filter.
 
         Reads every int8 code, 8x the bytes of the binary scan; returns as :meth:`search`.
@@ -341,8 +400,12 @@ class CorpusStore:
         k = require_positive_k(k)
         threads = resolve_threads(threads)
         if len(self) == 0:
-            return np.empty((queries.shape[0], 0), np.float32), np.empty((queries.shape[0], 0), np.int64)
-        return exact_int8_chunks(queries, snapshot.codes, snapshot.offsets, snapshot.calibration, k, threads)
+            return np.empty((queries.shape[0], 0), np.float32), np.empty(
+                (queries.shape[0], 0), np.int64
+            )
+        return exact_int8_chunks(
+            queries, snapshot.codes, snapshot.offsets, snapshot.calibration, k, threads
+        )
 
 
 def _write_calibration(path: Path, calibration: Calibration) -> int:
@@ -365,13 +428,17 @@ def _read_calibration(path: Path, manifest: Manifest) -> Calibration:
     except FileNotFoundError:
         raise StoreCorruptedError(f"{file} is missing: the manifest records int8 ranges") from None
     if zlib.crc32(data) != manifest.calibration_crc32:
-        raise StoreCorruptedError(f"{file} fails its checksum: the int8 ranges were changed or truncated")
+        raise StoreCorruptedError(
+            f"{file} fails its checksum: the int8 ranges were changed or truncated"
+        )
     try:
         calibration = Calibration.load(file)
     except ValueError as error:
         raise StoreCorruptedError(f"{file} is not valid: {error}") from error
     if calibration.dim != manifest.dim:
-        raise StoreCorruptedError(f"{file} has dimension {calibration.dim}, the manifest {manifest.dim}")
+        raise StoreCorruptedError(
+            f"{file} has dimension {calibration.dim}, the manifest {manifest.dim}"
+        )
     return calibration
 
 
@@ -391,7 +458,9 @@ def _discard_uncommitted(path: Path, manifest: Manifest) -> None:
         temp.unlink()
 
 
-def _append_rows(path: Path, manifest: Manifest, calibration: Calibration, batch: np.ndarray) -> tuple[ChunkRecord, ...]:
+def _append_rows(
+    path: Path, manifest: Manifest, calibration: Calibration, batch: np.ndarray
+) -> tuple[ChunkRecord, ...]:
     """Write ``batch (m, dim)`` after the committed rows, flush it, and return the new chunk list."""
     chunks = list(manifest.chunks)
     width_bits, dim, chunk_rows = manifest.bits_width, manifest.dim, manifest.chunk_rows
@@ -403,7 +472,10 @@ def _append_rows(path: Path, manifest: Manifest, calibration: Calibration, batch
         index, chunk = len(chunks) - 1, chunks[-1]
         take = min(batch.shape[0] - done, chunk_rows - chunk.rows)
         bits_crc, codes_crc = chunk.bits_crc32, chunk.codes_crc32
-        fds = [os.open(path / name, os.O_WRONLY | os.O_CREAT, 0o644) for name in (bits_file(index), codes_file(index))]
+        fds = [
+            os.open(path / name, os.O_WRONLY | os.O_CREAT, 0o644)
+            for name in (bits_file(index), codes_file(index))
+        ]
         try:
             for lo in range(done, done + take, APPEND_SLICE_ROWS):
                 rows = batch[lo : min(lo + APPEND_SLICE_ROWS, done + take)]
@@ -415,8 +487,6 @@ def _append_rows(path: Path, manifest: Manifest, calibration: Calibration, batch
                 bits_crc, codes_crc = zlib.crc32(bits, bits_crc), zlib.crc32(codes, codes_crc)
             for fd in fds:
                 os.fsync(fd)
-        except OSError as error:
-            raise StoreError(f"appending to {path} failed, nothing was committed: {error}") from error
         finally:
             for fd in fds:
                 os.close(fd)

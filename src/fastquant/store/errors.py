@@ -21,3 +21,7 @@ class StoreVersionError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another writer holds the store's lock."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """An append failed in the file system (disk full, I/O error); the message says what was committed."""

@@ -22,7 +22,9 @@ _READ_BYTES = 1 << 24
 class MappedRows:
     """Read-only ``(rows, width)`` view of the first rows of a chunk file, memory-mapped."""
 
-    def __init__(self, file: Path, rows: int, width: int, dtype: np.dtype, *, random_access: bool) -> None:
+    def __init__(
+        self, file: Path, rows: int, width: int, dtype: np.dtype, *, random_access: bool
+    ) -> None:
         needed = rows * width * np.dtype(dtype).itemsize
         fd = _open_checked(file, needed, rows)
         try:
@@ -44,7 +46,9 @@ def _open_checked(file: Path, needed: int, rows: int) -> int:
     try:
         fd = os.open(file, os.O_RDONLY)
     except FileNotFoundError:
-        raise StoreCorruptedError(f"{file} is missing: the manifest lists {rows} rows in it") from None
+        raise StoreCorruptedError(
+            f"{file} is missing: the manifest lists {rows} rows in it"
+        ) from None
     size = os.fstat(fd).st_size
     if size < needed:
         os.close(fd)
@@ -66,7 +70,9 @@ def file_crc32(file: Path, nbytes: int) -> int:
             crc = zlib.crc32(piece, crc)
             remaining -= len(piece)
     if remaining:
-        raise StoreCorruptedError(f"{file} is truncated: {nbytes - remaining} bytes, {nbytes} committed")
+        raise StoreCorruptedError(
+            f"{file} is truncated: {nbytes - remaining} bytes, {nbytes} committed"
+        )
     return crc
 
 

@@ -79,7 +79,8 @@ class Manifest:
             "calibration_crc32": self.calibration_crc32,
             "calibration_source": self.calibration_source,
             "chunks": [
-                {"bits": bits_file(i), "codes": codes_file(i), **asdict(chunk)} for i, chunk in enumerate(self.chunks)
+                {"bits": bits_file(i), "codes": codes_file(i), **asdict(chunk)}
+                for i, chunk in enumerate(self.chunks)
             ],
         }
         return json.dumps(body, indent=1) + "\n"
@@ -94,8 +95,12 @@ def read_manifest(path: Path) -> Manifest:
         raise StoreCorruptedError(f"{file} is corrupted: not UTF-8 text ({error})") from error
     except FileNotFoundError:
         if path.is_dir():
-            raise StoreNotFoundError(f"{path} is not a fastquant store: {MANIFEST_NAME} is missing") from None
-        raise StoreNotFoundError(f"no fastquant store at {path}: the directory does not exist") from None
+            raise StoreNotFoundError(
+                f"{path} is not a fastquant store: {MANIFEST_NAME} is missing"
+            ) from None
+        raise StoreNotFoundError(
+            f"no fastquant store at {path}: the directory does not exist"
+        ) from None
     try:
         body = json.loads(text)
         if body.get("format") != FORMAT_NAME:
@@ -109,7 +114,8 @@ def read_manifest(path: Path) -> Manifest:
                 f"{FORMAT_VERSION}: upgrade fastquant to open it"
             )
         chunks = tuple(
-            ChunkRecord(int(c["rows"]), int(c["bits_crc32"]), int(c["codes_crc32"])) for c in body["chunks"]
+            ChunkRecord(int(c["rows"]), int(c["bits_crc32"]), int(c["codes_crc32"]))
+            for c in body["chunks"]
         )
         manifest = Manifest(
             dim=int(body["dim"]),
@@ -129,13 +135,19 @@ def read_manifest(path: Path) -> Manifest:
 
 def _check_consistent(manifest: Manifest, body: dict) -> None:
     if manifest.dim < 1 or manifest.chunk_rows < 1:
-        raise ValueError(f"dim {manifest.dim} and chunk_rows {manifest.chunk_rows} must be positive")
+        raise ValueError(
+            f"dim {manifest.dim} and chunk_rows {manifest.chunk_rows} must be positive"
+        )
     if body["rows"] != manifest.rows:
         raise ValueError(f"rows {body['rows']} != {manifest.rows}, the sum of its chunks' rows")
     for i, chunk in enumerate(manifest.chunks):
         last = i == len(manifest.chunks) - 1
-        if not (0 < chunk.rows <= manifest.chunk_rows) or (not last and chunk.rows != manifest.chunk_rows):
-            raise ValueError(f"chunk {i} has {chunk.rows} rows; chunks hold {manifest.chunk_rows} (the last 1 to that)")
+        if not (0 < chunk.rows <= manifest.chunk_rows) or (
+            not last and chunk.rows != manifest.chunk_rows
+        ):
+            raise ValueError(
+                f"chunk {i} has {chunk.rows} rows; chunks hold {manifest.chunk_rows} (the last 1 to that)"
+            )
     if manifest.chunks and manifest.calibration_crc32 is None:
         raise ValueError("it lists rows but no calibration")
 
