@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .config import FASTMATH_KERNEL, KERNEL, PARALLEL_FASTMATH_KERNEL, RESCORE_PREFETCH_ROWS
-from .hints import prefetch_row
+from .config import FASTMATH_KERNEL, KERNEL, PARALLEL_FASTMATH_KERNEL
+from .hints import prefetch_ahead
 from .topk import EMPTY_ID, heap_replace_root, merge_heaps, sort_pairs
 
 
@@ -55,12 +55,8 @@ def score_int8_slots(scaled, constants, codes, rows, slots, per_query, out):
     Passing rows sorted reads a memory-mapped file in order. The cache lines of the row
     ``RESCORE_PREFETCH_ROWS`` ahead are requested while a row is scored.
     """
-    base, row_bytes, n = codes.ctypes.data, codes.shape[1], rows.shape[0]
-    for j in range(min(RESCORE_PREFETCH_ROWS, n)):
-        prefetch_row(base, rows[j], row_bytes)
-    for j in range(n):
-        if j + RESCORE_PREFETCH_ROWS < n:
-            prefetch_row(base, rows[j + RESCORE_PREFETCH_ROWS], row_bytes)
+    for j in range(rows.shape[0]):
+        prefetch_ahead(codes, rows, j)
         qi = slots[j] // per_query
         out[slots[j]] = constants[qi] + _dot_codes(scaled[qi], codes[rows[j]])
 
@@ -72,12 +68,8 @@ def score_bit_slots(queries, totals, bits, rows, slots, per_query, out):
     ``bits (n, ceil(d / 8)) uint8`` rows, MSB first; ``totals (q,) float32`` the queries' sums.
     """
     d = queries.shape[1]
-    base, row_bytes, n = bits.ctypes.data, bits.shape[1], rows.shape[0]
-    for j in range(min(RESCORE_PREFETCH_ROWS, n)):
-        prefetch_row(base, rows[j], row_bytes)
-    for j in range(n):
-        if j + RESCORE_PREFETCH_ROWS < n:
-            prefetch_row(base, rows[j + RESCORE_PREFETCH_ROWS], row_bytes)
+    for j in range(rows.shape[0]):
+        prefetch_ahead(bits, rows, j)
         qi = slots[j] // per_query
         query = queries[qi]
         row = bits[rows[j]]
