@@ -211,3 +211,14 @@ def test_numba_chunked_scan_matches_naive(problem, threads, cuts):
         )
     np.testing.assert_array_equal(dist, expected_dist)
     np.testing.assert_array_equal(ids, expected_ids)
+
+
+def test_numba_chunked_scan_copies_non_contiguous_chunks():
+    rng = np.random.default_rng(7)
+    corpus_bits = rng.integers(0, 256, (300, 24), dtype=np.uint8)
+    query_bits = rng.integers(0, 256, (3, 16), dtype=np.uint8)
+    chunks = [np.asfortranarray(corpus_bits[:100, :16]), corpus_bits[100:, 8:]]
+    expected = naive_hamming_topk(np.concatenate([c for c in chunks]), query_bits, 7)
+    result = backend("numba").topk_chunks(chunks, query_bits, 7, 2)
+    np.testing.assert_array_equal(result[0], expected[0])
+    np.testing.assert_array_equal(result[1], expected[1])

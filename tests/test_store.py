@@ -813,9 +813,94 @@ def test_a_failed_append_commits_nothing_and_the_next_one_works(tmp_path, target
             store.append(extra)
     assert len(store) == len(corpus_f32)
     assert (store.path / "manifest.json").read_bytes() == manifest
+    # the writer gave back the space of the failed batch at once
+    assert _chunk_files(store.path) == _expected_chunk_files(len(corpus_f32), CHUNK_ROWS)
+    last = (len(corpus_f32) - 1) // CHUNK_ROWS
+    rows_in_last = len(corpus_f32) - last * CHUNK_ROWS
+    assert (store.path / f"chunks/{last:06d}.codes").stat().st_size == rows_in_last * DIM
     reopened = CorpusStore.open(store.path)
     assert len(reopened) == len(corpus_f32)
     reopened.verify()
     store.append(extra)
     _assert_holds(CorpusStore.open(store.path), np.concatenate([corpus_f32, extra]))
     store.verify()
+
+
+def test_an_append_interrupted_after_its_commit_is_kept_by_the_next(tmp_path):
+    import fastquant.store.corpus as corpus_module
+
+    store, corpus_f32 = _filled_store(tmp_path)
+    first, second = _embeddings(1, 9), _embeddings(2, 4)
+    real_write_manifest = corpus_module.write_manifest
+
+    def commit_then_interrupt(path, manifest):
+        real_write_manifest(path, manifest)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(corpus_module, "write_manifest", commit_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            store.append(first)
+    ids = store.append(second)
+    np.testing.assert_array_equal(ids, np.arange(len(corpus_f32) + 9, len(corpus_f32) + 13))
+    _assert_holds(CorpusStore.open(store.path), np.concatenate([corpus_f32, first, second]))
+    store.verify()
+
+
+def test_threads_appending_through_one_store_lose_nothing(tmp_path):
+    store = _empty_store(tmp_path / "store")
+    batches = [_embeddings(seed, 40 + seed) for seed in range(8)]
+    ids: dict[int, np.ndarray] = {}
+
+    def append(seed: int) -> None:
+        ids[seed] = store.append(batches[seed])
+
+    threads = [threading.Thread(target=append, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    corpus_f32 = np.empty((sum(map(len, batches)), DIM), np.float32)
+    for seed, batch in enumerate(batches):
+        corpus_f32[ids[seed]] = batch
+    _assert_holds(CorpusStore.open(store.path), corpus_f32)
+    store.verify()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_inherit_the_right_to_append(tmp_path):
+    store, corpus_f32 = _filled_store(tmp_path)  # the parent now holds the writer lock
+    pid = os.fork()
+    if pid == 0:  # child: must be refused, and must not release the parent's lock
+        code = 1
+        try:
+            store.append(_embeddings(1, 5))
+        except StoreLockedError:
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with pytest.raises(StoreLockedError):
+        CorpusStore.open(store.path).append(_embeddings(2, 3))
+    extra = _embeddings(3, 5)
+    store.append(extra)
+    _assert_holds(CorpusStore.open(store.path), np.concatenate([corpus_f32, extra]))
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "chunks/000000.bits"])
+def test_open_names_a_store_file_that_is_a_directory(tmp_path, name):
+    store, _ = _filled_store(tmp_path)
+    (store.path / name).unlink()
+    (store.path / name).mkdir()
+    with pytest.raises(StoreCorruptedError, match=name):
+        CorpusStore.open(store.path)
+
+
+def test_open_rejects_a_manifest_with_a_fractional_row_count(tmp_path):
+    store, _ = _filled_store(tmp_path)
+    manifest = json.loads((store.path / "manifest.json").read_text())
+    manifest["chunks"][-1]["rows"] -= 0.5
+    (store.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreCorruptedError, match="rows"):
+        CorpusStore.open(store.path)

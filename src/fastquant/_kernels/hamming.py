@@ -140,25 +140,38 @@ def _bytes_at(typingctx, address):
 def _scan_chunks(
     addresses, rows, queries_flat, nbytes, part, parts, heap_keys, heap_ids, prefetch_bytes
 ):
-    """Scan range ``part`` of ``parts`` (whole blocks) of every chunk into one set of heaps."""
-    id_offset = 0
+    """Scan share ``part`` of ``parts`` of all chunks' blocks, in order, into one set of heaps.
+
+    The blocks of every chunk, one after the other, are cut into ``parts`` equal runs, so threads
+    stay balanced however small the chunks are, and each sees its rows in ascending id.
+    """
+    total_blocks = 0
+    for c in range(addresses.shape[0]):
+        total_blocks += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+    own_lo = total_blocks * part // parts
+    own_hi = total_blocks * (part + 1) // parts
+    first_block, id_offset = 0, 0
     for c in range(addresses.shape[0]):
         n = rows[c]
-        corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
         blocks = (n + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-        row_lo = min(n, (blocks * part // parts) * SCAN_BLOCK_ROWS)
-        row_hi = min(n, (blocks * (part + 1) // parts) * SCAN_BLOCK_ROWS)
-        scan_range(
-            corpus_flat,
-            queries_flat,
-            nbytes,
-            row_lo,
-            row_hi,
-            heap_keys,
-            heap_ids,
-            prefetch_bytes,
-            id_offset,
-        )
+        block_lo = max(own_lo, first_block) - first_block
+        block_hi = min(own_hi, first_block + blocks) - first_block
+        if block_hi > block_lo:
+            corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
+            row_lo = block_lo * SCAN_BLOCK_ROWS
+            row_hi = min(n, block_hi * SCAN_BLOCK_ROWS)
+            scan_range(
+                corpus_flat,
+                queries_flat,
+                nbytes,
+                row_lo,
+                row_hi,
+                heap_keys,
+                heap_ids,
+                prefetch_bytes,
+                id_offset,
+            )
+        first_block += blocks
         id_offset += n
 
 

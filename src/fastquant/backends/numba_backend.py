@@ -33,7 +33,14 @@ class NumbaBackend:
         """
         nbytes = query_bits.shape[1]
         q = query_bits.shape[0]
-        # The kernel reads the chunks through their addresses: ``chunks`` keeps them alive meanwhile.
+        # The kernel reads rows ``nbytes`` apart through the chunks' addresses: make them
+        # C-contiguous and keep this list, and so every chunk, alive until it returns.
+        chunks = [np.ascontiguousarray(chunk).view(np.uint8) for chunk in chunks]
+        for chunk in chunks:
+            if chunk.ndim != 2 or chunk.shape[1] != nbytes:
+                raise ValueError(
+                    f"chunk of shape {chunk.shape} does not hold rows of {nbytes} bytes"
+                )
         addresses = np.array([chunk.ctypes.data for chunk in chunks], dtype=np.int64)
         rows = np.array([chunk.shape[0] for chunk in chunks], dtype=np.int64)
         out_dist = np.empty((q, k), dtype=np.int32)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import threading
 import zlib
 from dataclasses import dataclass
 from os import PathLike
@@ -37,7 +38,7 @@ from ..validation import (
     require_positive_int,
     require_positive_k,
 )
-from .errors import StoreCorruptedError, StoreWriteError
+from .errors import StoreCorruptedError, StoreError, StoreWriteError
 from .files import MappedRows, file_crc32, write_at
 from .lock import WriterLock
 from .manifest import (
@@ -87,6 +88,7 @@ class CorpusStore:
         self.path = path
         self.bits_in_memory = bits_in_memory
         self._lock: WriterLock | None = None
+        self._append_lock = threading.Lock()
         self._snapshot = self._load(read_manifest(path), None)
 
     # -- opening -----------------------------------------------------------------------------
@@ -249,30 +251,31 @@ class CorpusStore:
         """
         batch = require_finite_float_matrix("embeddings_f32", embeddings_f32)
         require_dim("embeddings_f32", batch, self.dim)
-        self._acquire()
-        before = self._snapshot.manifest
-        try:
-            self._commit(before, batch)
-        except OSError as error:
-            self._snapshot = self._load(read_manifest(self.path), self._snapshot)
-            if len(self) == before.rows:
-                raise StoreWriteError(
-                    f"appending {batch.shape[0]} rows to {self.path} failed; nothing was committed: {error}"
-                ) from error
-            raise StoreWriteError(
-                f"appending {batch.shape[0]} rows to {self.path} was committed, but flushing the directory "
-                f"failed, so the rows may not survive a power loss: {error}"
-            ) from error
+        with self._append_lock:
+            self._acquire()
+            # Committed state comes from disk, never from memory: a snapshot can be stale after an
+            # interrupted append, and rows are written right after the last committed one.
+            before = read_manifest(self.path)
+            self._snapshot = self._load(before, self._snapshot)
+            try:
+                written = self._commit(before, batch)
+            except OSError as error:
+                self._after_failed_commit(batch.shape[0], before, error)
+            self._snapshot = self._load(written, self._snapshot)
         return np.arange(before.rows, before.rows + batch.shape[0], dtype=np.int64)
 
-    def _commit(self, manifest: Manifest, batch: np.ndarray) -> None:
-        """Write ``batch`` after the committed rows (calibrating first if needed), then the manifest."""
+    def _commit(self, manifest: Manifest, batch: np.ndarray) -> Manifest:
+        """Write ``batch`` after the committed rows (calibrating first if needed), then commit.
+
+        Returns the manifest committed.
+        """
         calibration = self._snapshot.calibration
         if calibration is None:
             if batch.shape[0] < 2:
                 raise ValueError(
                     "the store has no int8 ranges yet and cannot compute them from a single row: "
-                    "append at least two rows first, or create the store with ranges or calibration_embeddings"
+                    "append at least two rows first, or create the store with ranges or "
+                    "calibration_embeddings"
                 )
             calibration = Calibration.from_embeddings(batch)
             manifest = manifest.with_chunks(
@@ -280,18 +283,37 @@ class CorpusStore:
                 calibration_crc32=_write_calibration(self.path, calibration),
                 calibration_source=f"first append ({batch.shape[0]} rows)",
             )
-        chunks = _append_rows(self.path, manifest, calibration, batch)
-        write_manifest(self.path, manifest.with_chunks(chunks))
-        self._snapshot = self._load(read_manifest(self.path), self._snapshot)
+        manifest = manifest.with_chunks(_append_rows(self.path, manifest, calibration, batch))
+        write_manifest(self.path, manifest)
+        return manifest
+
+    def _after_failed_commit(self, rows: int, before: Manifest, error: OSError) -> None:
+        """Say whether a failed append was committed, free what it wrote if not; always raises."""
+        try:
+            now = read_manifest(self.path)
+        except (StoreError, OSError):
+            now = None
+        if now is not None and now.rows != before.rows:
+            self._snapshot = self._load(now, self._snapshot)
+            raise StoreWriteError(
+                f"appending {rows} rows to {self.path} was committed, but flushing the directory "
+                f"failed, so the rows may not survive a power loss: {error}"
+            ) from error
+        try:  # we hold the lock: give back the space the failed batch took
+            _discard_uncommitted(self.path, before)
+        except OSError:
+            pass
+        raise StoreWriteError(
+            f"appending {rows} rows to {self.path} failed; nothing was committed: {error}"
+        ) from error
 
     def _acquire(self) -> None:
-        """Take the writer lock, load the latest manifest and clear what a crashed writer left."""
-        if self._lock is not None:
+        """Take the writer lock, unless held, and clear what a crashed writer left."""
+        if self._lock is not None and self._lock.held:
             return
         self._lock = WriterLock(self.path)
         try:
-            self._snapshot = self._load(read_manifest(self.path), self._snapshot)
-            _discard_uncommitted(self.path, self._snapshot.manifest)
+            _discard_uncommitted(self.path, read_manifest(self.path))
         except BaseException:
             self.close()
             raise
@@ -366,10 +388,8 @@ class CorpusStore:
             else 1
         )
         threads = resolve_threads(threads)
-        if len(self) == 0:
-            return np.empty((queries.shape[0], 0), np.float32), np.empty(
-                (queries.shape[0], 0), np.int64
-            )
+        if snapshot.offsets[-1] == 0:
+            return _no_results(queries.shape[0])
         query_bits = quantize_checked(queries, "ubinary", None)
         dist, candidates = hamming_candidates(
             snapshot.bits, snapshot.offsets, query_bits, k * multiplier, backend, threads
@@ -399,13 +419,16 @@ class CorpusStore:
         queries = as_queries(query_f32, snapshot.manifest.dim)
         k = require_positive_k(k)
         threads = resolve_threads(threads)
-        if len(self) == 0:
-            return np.empty((queries.shape[0], 0), np.float32), np.empty(
-                (queries.shape[0], 0), np.int64
-            )
+        if snapshot.offsets[-1] == 0:
+            return _no_results(queries.shape[0])
         return exact_int8_chunks(
             queries, snapshot.codes, snapshot.offsets, snapshot.calibration, k, threads
         )
+
+
+def _no_results(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(q, 0) float32`` scores and ``(q, 0) int64`` ids: the answer of an empty store."""
+    return np.empty((q, 0), np.float32), np.empty((q, 0), np.int64)
 
 
 def _write_calibration(path: Path, calibration: Calibration) -> int:
@@ -432,7 +455,7 @@ def _read_calibration(path: Path, manifest: Manifest) -> Calibration:
             f"{file} fails its checksum: the int8 ranges were changed or truncated"
         )
     try:
-        calibration = Calibration.load(file)
+        calibration = Calibration.load(io.BytesIO(data))  # the bytes checked, not a second read
     except ValueError as error:
         raise StoreCorruptedError(f"{file} is not valid: {error}") from error
     if calibration.dim != manifest.dim:
@@ -451,6 +474,7 @@ def _discard_uncommitted(path: Path, manifest: Manifest) -> None:
             file, size = path / name, chunk.rows * width
             if file.stat().st_size > size:
                 os.truncate(file, size)
+    (path / CHUNK_DIR).mkdir(exist_ok=True)
     for file in (path / CHUNK_DIR).iterdir():
         if f"{CHUNK_DIR}/{file.name}" not in listed:
             file.unlink()
@@ -472,11 +496,11 @@ def _append_rows(
         index, chunk = len(chunks) - 1, chunks[-1]
         take = min(batch.shape[0] - done, chunk_rows - chunk.rows)
         bits_crc, codes_crc = chunk.bits_crc32, chunk.codes_crc32
-        fds = [
-            os.open(path / name, os.O_WRONLY | os.O_CREAT, 0o644)
-            for name in (bits_file(index), codes_file(index))
-        ]
+        names = (bits_file(index), codes_file(index))
+        fds: list[int] = []
         try:
+            for name in names:
+                fds.append(os.open(path / name, os.O_WRONLY | os.O_CREAT, 0o644))
             for lo in range(done, done + take, APPEND_SLICE_ROWS):
                 rows = batch[lo : min(lo + APPEND_SLICE_ROWS, done + take)]
                 at = chunk.rows + lo - done
@@ -487,6 +511,10 @@ def _append_rows(
                 bits_crc, codes_crc = zlib.crc32(bits, bits_crc), zlib.crc32(codes, codes_crc)
             for fd in fds:
                 os.fsync(fd)
+        except OSError as error:
+            raise OSError(
+                error.errno, f"{error.strerror} (writing {' and '.join(names)})"
+            ) from error
         finally:
             for fd in fds:
                 os.close(fd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -29,6 +30,8 @@ class MappedRows:
         fd = _open_checked(file, needed, rows)
         try:
             self._map = mmap.mmap(fd, needed, prot=mmap.PROT_READ)
+        except OSError as error:
+            raise OSError(error.errno, f"cannot memory-map {file}: {error.strerror}") from error
         finally:
             os.close(fd)
         if random_access:
@@ -49,7 +52,11 @@ def _open_checked(file: Path, needed: int, rows: int) -> int:
         raise StoreCorruptedError(
             f"{file} is missing: the manifest lists {rows} rows in it"
         ) from None
-    size = os.fstat(fd).st_size
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise StoreCorruptedError(f"{file} is not a regular file")
+    size = status.st_size
     if size < needed:
         os.close(fd)
         raise StoreCorruptedError(

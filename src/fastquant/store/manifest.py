@@ -93,6 +93,8 @@ def read_manifest(path: Path) -> Manifest:
         text = file.read_bytes().decode()
     except UnicodeDecodeError as error:
         raise StoreCorruptedError(f"{file} is corrupted: not UTF-8 text ({error})") from error
+    except IsADirectoryError:
+        raise StoreCorruptedError(f"{file} is a directory, not the store's manifest") from None
     except FileNotFoundError:
         if path.is_dir():
             raise StoreNotFoundError(
@@ -114,14 +116,14 @@ def read_manifest(path: Path) -> Manifest:
                 f"{FORMAT_VERSION}: upgrade fastquant to open it"
             )
         chunks = tuple(
-            ChunkRecord(int(c["rows"]), int(c["bits_crc32"]), int(c["codes_crc32"]))
+            ChunkRecord(_integer(c, "rows"), _integer(c, "bits_crc32"), _integer(c, "codes_crc32"))
             for c in body["chunks"]
         )
         manifest = Manifest(
-            dim=int(body["dim"]),
-            chunk_rows=int(body["chunk_rows"]),
+            dim=_integer(body, "dim"),
+            chunk_rows=_integer(body, "chunk_rows"),
             chunks=chunks,
-            calibration_crc32=body["calibration_crc32"],
+            calibration_crc32=_integer(body, "calibration_crc32", nullable=True),
             calibration_source=body["calibration_source"],
             format_version=version,
         )
@@ -131,6 +133,16 @@ def read_manifest(path: Path) -> Manifest:
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise StoreCorruptedError(f"{file} is corrupted: {error}") from error
     return manifest
+
+
+def _integer(record: dict, key: str, *, nullable: bool = False) -> int | None:
+    """``record[key]`` if it is a JSON integer (or null when ``nullable``), else ValueError."""
+    value = record[key]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} is {value!r}, not an integer")
+    return value
 
 
 def _check_consistent(manifest: Manifest, body: dict) -> None:
