@@ -181,7 +181,13 @@ class CorpusStore:
                 np.uint8,
                 random_access=False,
             )
-            bits.append(np.array(bit_rows.array) if self.bits_in_memory else bit_rows.array)
+            if self.bits_in_memory:
+                grown = (
+                    previous.bits[i] if previous is not None and i < len(previous.bits) else None
+                )
+                bits.append(_copy_in_memory(bit_rows.array, grown, manifest.chunk_rows))
+            else:
+                bits.append(bit_rows.array)
             codes.append(
                 MappedRows(
                     self.path / codes_file(i), chunk.rows, manifest.dim, np.int8, random_access=True
@@ -424,6 +430,24 @@ class CorpusStore:
         return exact_int8_chunks(
             queries, snapshot.codes, snapshot.offsets, snapshot.calibration, k, threads
         )
+
+
+def _copy_in_memory(mapped: np.ndarray, previous: np.ndarray | None, capacity: int) -> np.ndarray:
+    """The rows of ``mapped (n, w)`` in RAM, as a view of the first ``n`` rows of a buffer.
+
+    When ``previous`` is such a view of the same chunk's first rows and its buffer has room, only
+    the new rows are copied; otherwise the buffer is reallocated with room to double (up to
+    ``capacity``). Views handed out earlier stay valid: their rows never change.
+    """
+    rows = mapped.shape[0]
+    buffer = previous.base if previous is not None else None
+    kept = previous.shape[0] if previous is not None else 0
+    if not isinstance(buffer, np.ndarray) or buffer.shape[0] < rows:
+        buffer = np.empty((min(capacity, max(rows, 2 * kept)), mapped.shape[1]), np.uint8)
+        if previous is not None:
+            buffer[:kept] = previous
+    buffer[kept:rows] = mapped[kept:rows]
+    return buffer[:rows]
 
 
 def _no_results(q: int) -> tuple[np.ndarray, np.ndarray]:
