@@ -10,14 +10,13 @@ Engines: ``numba`` (fastquant), ``faiss-index`` (``IndexBinaryFlat.search``), ``
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from bandwidth import read_all
 from fastquant import hamming_topk
 from fastquant.backends import available_backends
+from rounds import alternate
 
 BITS = [384, 1024]
 BATCHES = [1, 16, 256]
@@ -58,15 +57,7 @@ def test_head_to_head(benchmark, random_bits, corpus_rows, nbits, batch, k, thre
     engines["faiss-index"] = lambda: faiss_index(queries, k)
     if batch == 1:
         engines["read"] = lambda: read_all(corpus, threads)
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    for run in engines.values():
-        run()  # warm-up: compilation, page cache
-    for _ in range(ROUNDS[batch]):
-        for name, run in engines.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: float(np.median(values)) for name, values in times.items()}
+    medians = alternate(engines, ROUNDS[batch], shuffle=False)
     benchmark.extra_info.update(
         kind="head-to-head",
         nbits=nbits,

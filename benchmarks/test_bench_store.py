@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import time
 import zlib
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -28,6 +26,7 @@ from fastquant.quantize import quantize_checked
 from fastquant.search import rescore_int8_chunks
 from fastquant.store.corpus import APPEND_SLICE_ROWS
 from fastquant.validation import require_finite_float_matrix
+from rounds import alternate, alternate_calls
 from synthetic import batches, build_store, noisy_queries
 
 DIM = 1024
@@ -60,42 +59,6 @@ def bits_in_ram(store_1024: CorpusStore) -> np.ndarray:
 def codes_in_ram(store_1024: CorpusStore) -> np.ndarray:
     """The store's int8 codes as one in-memory ``(n, 1024) int8`` array (1 GB at 1M rows)."""
     return np.concatenate([chunk.array for chunk in store_1024._snapshot.codes])
-
-
-def _alternate(engines: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds per engine: a warm-up pass, then ``rounds`` rounds running each engine once.
-
-    The order within a round is shuffled (seeded): neither drift nor the engine before favours one.
-    """
-    for run in engines.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    order = np.random.default_rng(0)
-    for _ in range(rounds):
-        for name in order.permutation(list(engines)):
-            start = time.perf_counter()
-            engines[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in times.items()}
-
-
-def _alternate_calls(
-    engines: dict[str, Callable[[int], object]], n: int, rounds: int
-) -> dict[str, np.ndarray]:
-    """``_alternate`` for per-query engines ``run(i)``: each call, ``i < n``, timed alone."""
-    for run in engines.values():
-        for i in range(n):
-            run(i)
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    order = np.random.default_rng(0)
-    for _ in range(rounds):
-        for name in order.permutation(list(engines)):
-            run, values = engines[name], times[name]
-            for i in range(n):
-                start = time.perf_counter()
-                run(i)
-                values.append(time.perf_counter() - start)
-    return {name: np.asarray(values) for name, values in times.items()}
 
 
 def _dequantized_scores(
@@ -152,7 +115,7 @@ def test_warm_rescoring(benchmark, store_1024, bits_in_ram, codes_in_ram, quick)
         "store": store,
         "store-no-prefetch": lambda i: store(i, prefetch=False),
     }
-    seconds = _alternate_calls(engines, n_queries, rounds=1 if quick else 9)
+    seconds = alternate_calls(engines, n_queries, rounds=1 if quick else 9)
     median_us = {name: 1e6 * float(np.median(values)) for name, values in seconds.items()}
     benchmark.extra_info.update(
         kind="store-rescore",
@@ -220,7 +183,7 @@ def test_search_vs_kernel(benchmark, store_1024, bits_in_ram, codes_in_ram, quic
         assert np.array_equal(ids, candidates[:, :K])
         assert np.array_equal(scores, (DIM - 2 * dist[:, :K]).astype(np.float32))
 
-    medians = _alternate(engines, rounds=1 if quick else {1: 21, 16: 9}[batch])
+    medians = alternate(engines, rounds=1 if quick else {1: 21, 16: 9}[batch])
     benchmark.extra_info.update(
         kind="store-search",
         rows=len(store_1024),
@@ -297,7 +260,7 @@ def test_append_throughput(benchmark, tmp_path, corpus_rows, quick):
     def append_and_delete():
         shutil.rmtree(append_all().path)
 
-    medians = _alternate(
+    medians = alternate(
         {"append": append_and_delete, "quantize": quantize_only, "crc": crc_only},
         rounds=1 if quick else 3,
     )
