@@ -30,7 +30,7 @@ def test_bench_exits_non_zero_on_mismatch(capsys, monkeypatch):
 
 
 def test_bad_arguments_are_one_line_errors(capsys):
-    assert main(["bench", "--rows", "10", "--bits", "12", "--repeats", "1"]) == 2
+    assert main(["bench", "--rows", "10", "--bits", "12", "--repeats", "1"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fastquant: error:") and "multiple of 8" in err
 

@@ -1,4 +1,7 @@
-"""The ``fastquant`` command line."""
+"""fastquant: quantized embedding search from the command line.
+
+Commands: index, search, info, verify, demo, serve, bench (``fastquant COMMAND --help``).
+"""
 
 from __future__ import annotations
 
@@ -10,62 +13,96 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 
-import numpy as np
+from . import commands
+from .store import StoreError
 
-from ._kernels.config import resolve_threads
-from .backends import available_backends
-from .hamming import compare_backends, hamming_topk
-
-
-def _median_seconds(run, repeats: int) -> float:
-    run()  # warm-up: JIT compilation, page cache
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+#: Exit status of a command that failed with a reported error.
+EXIT_ERROR = 1
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
-def bench(args: argparse.Namespace) -> int:
-    """Cross-check every installed backend on random bits, then time each one."""
-    if args.bits <= 0 or args.bits % 8:
-        raise ValueError(f"--bits must be a positive multiple of 8, got {args.bits}")
-    rng = np.random.default_rng(0)
-    nbytes = args.bits // 8
-    corpus = rng.integers(0, 256, (args.rows, nbytes), dtype=np.uint8)
-    queries = rng.integers(0, 256, (args.batch, nbytes), dtype=np.uint8)
-    threads = resolve_threads(args.threads)
-    backends = available_backends()
-    print(
-        f"{args.rows:,} rows x {args.bits} bits, batch {args.batch}, k={args.k}, {threads} thread(s)"
+def _add_search_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", type=int, default=10, help="answers per query (default 10)")
+    p.add_argument(
+        "--rescore-multiplier",
+        type=int,
+        default=4,
+        help="binary candidates per answer rescored with int8 (default 4)",
     )
-    report = compare_backends(corpus, queries, args.k, backends=backends, threads=threads)
-    print(f"identical results: {', '.join(report.agree)}")
-    for name, why in report.mismatches.items():
-        print(f"MISMATCH {name}: {why}")
-    rates = {}
-    for name in backends:
-        seconds = _median_seconds(
-            lambda name=name: hamming_topk(corpus, queries, args.k, backend=name, threads=threads),
-            args.repeats,
-        )
-        rates[name] = args.batch / seconds
-    print(f"{'backend':<10}{'queries/s':>12}{'numba speed-up':>16}")
-    for name, rate in sorted(rates.items(), key=lambda item: -item[1]):
-        print(f"{name:<10}{rate:>12,.0f}{rates['numba'] / rate:>15.2f}x")
-    return 0 if report.ok else 1
+    p.add_argument(
+        "--backend",
+        default="numba",
+        choices=["numba", "faiss", "usearch", "numpy"],
+        help="Hamming scan engine (default numba)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastquant", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser(
-        "bench", help="cross-check and time the Hamming backends on this machine"
+    parser = argparse.ArgumentParser(
+        prog="fastquant", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="embed a parquet, CSV or JSONL file into a store")
+    p.add_argument("input", help="parquet, CSV or JSONL file of records")
+    p.add_argument("--store", required=True, help="store directory (created, or resumed)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--text-column", help="the column to embed")
+    what.add_argument(
+        "--template", help='text to embed, from columns: "Name: {Medicine Name}. Uses: {Uses}"'
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="minilm (default), wordllama, or a sentence-transformers folder",
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="rows per batch (default 256)")
+    p.add_argument(
+        "--calibration-rows",
+        type=int,
+        default=2048,
+        help="first rows that set the int8 ranges (default 2048)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=commands.index)
+
+    p = sub.add_parser("search", help="search a store built by 'fastquant index'")
+    p.add_argument("store", help="store directory")
+    p.add_argument("queries", nargs="+", metavar="QUERY", help="query text(s)")
+    _add_search_options(p)
+    p.add_argument("--fields", help="comma-separated record fields to show (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(run=commands.search)
+
+    p = sub.add_parser("info", help="rows, dimension, chunks and bytes per representation")
+    p.add_argument("store", help="store directory")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(run=commands.info)
+
+    p = sub.add_parser("verify", help="check every stored byte against its checksum")
+    p.add_argument("store", help="store directory")
+    p.set_defaults(run=commands.verify)
+
+    p = sub.add_parser("demo", help="search the bundled medicine data set (indexed on first run)")
+    p.add_argument(
+        "--query", action="append", help="query text (repeatable; default: three examples)"
+    )
+    p.add_argument("-k", type=int, default=5, help="answers per query (default 5)")
+    p.add_argument("--model", default=None, help="minilm (default) or wordllama")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=commands.demo)
+
+    p = sub.add_parser("serve", help="the search web page (needs the 'web' extra)")
+    p.add_argument("store", nargs="?", default=None, help="store directory (default: the demo)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.set_defaults(run=commands.serve)
+
+    p = sub.add_parser("bench", help="cross-check and time the Hamming backends on this machine")
     p.add_argument("--rows", type=int, default=200_000, help="corpus rows (default 200,000)")
     p.add_argument(
         "--bits", type=int, default=1024, help="bits per row, a multiple of 8 (default 1024)"
@@ -74,17 +111,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per backend (default 5)")
-    p.set_defaults(run=bench)
+    p.set_defaults(run=commands.bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors are one line on stderr and a non-zero exit, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, ImportError, OSError) as error:
+    except KeyboardInterrupt:
+        resume = (
+            " (run the same command again to resume)" if args.command in ("index", "demo") else ""
+        )
+        print(f"fastquant: interrupted{resume}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (
+        StoreError,
+        ValueError,
+        TypeError,
+        LookupError,
+        ImportError,
+        OSError,
+        RuntimeError,
+    ) as error:
         print(f"fastquant: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -313,6 +313,16 @@ class CorpusStore:
             f"appending {rows} rows to {self.path} failed; nothing was committed: {error}"
         ) from error
 
+    def acquire_writer(self) -> None:
+        """Take the writer lock now rather than at the first append (held until :meth:`close`).
+
+        For writers that prepare files beside the store before appending. Raises
+        :class:`~fastquant.store.StoreLockedError` when another writer holds it.
+        """
+        with self._append_lock:
+            self._acquire()
+            self._snapshot = self._load(read_manifest(self.path), self._snapshot)
+
     def _acquire(self) -> None:
         """Take the writer lock, unless held, and clear what a crashed writer left."""
         if self._lock is not None and self._lock.held:

