@@ -94,6 +94,12 @@ def test_verify_names_the_broken_file(tmp_path, medicines_csv, capsys):
     assert main(["verify", str(store)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "000000.codes fails its checksum" in err
+    bits = store / "chunks" / "000000.bits"
+    bits.write_bytes(bits.read_bytes()[:100])
+    for command in (["search", str(store), "fever"], ["info", str(store)], ["verify", str(store)]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("fastquant: error:") and err.count("\n") == 1 and "000000.bits" in err
 
 
 def test_interrupted_index_resumes_from_the_command_line(tmp_path, medicines_csv, capsys):
@@ -168,3 +174,14 @@ def test_default_model_finds_antibiotics(tmp_path, capsys):
 def _table_rows(out: str) -> list[str]:
     """The body lines of the results tables in ``out``."""
     return [line for line in out.splitlines() if re.match(r"^\s+\d+\s+0\.\d{3}\s", line)]
+
+
+def test_ctrl_c_while_indexing_says_how_to_resume(tmp_path, medicines_csv, capsys, monkeypatch):
+    import fastquant.embed
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fastquant.embed, "index_file", interrupted)
+    assert main(index_args(medicines_csv, tmp_path / "store", "--text-column", "Uses")) == 130
+    assert "interrupted (run the same command again to resume)" in capsys.readouterr().err

@@ -291,6 +291,7 @@ class _Writer:
                 self.encoder.dim,
                 calibration_embeddings=sample,
                 chunk_rows=self.chunk_rows,
+                calibration_source=f"the first {len(sample):,} rows indexed",
             )
             notice = f"int8 ranges: calibrated on the first {len(sample):,} rows"
         self._prepare()

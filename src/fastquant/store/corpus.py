@@ -103,11 +103,13 @@ class CorpusStore:
         ranges: Any | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         bits_in_memory: bool = False,
+        calibration_source: str | None = None,
     ) -> CorpusStore:
         """Create an empty store at ``path`` (a new or empty directory) for ``dim``-dimensional embeddings.
 
         The int8 ranges come from ``ranges (2, dim)``, else from ``calibration_embeddings (m, dim)``,
-        else from the first ``append`` (which then needs at least two rows). The directory appears
+        else from the first ``append`` (which then needs at least two rows); ``calibration_source``
+        overrides how :attr:`calibration_source` describes them. The directory appears
         complete or not at all: it is built under a temporary name and renamed into place.
         """
         path = Path(path)
@@ -127,6 +129,7 @@ class CorpusStore:
         elif calibration_embeddings is not None:
             calibration = Calibration.from_embeddings(calibration_embeddings)
             source = f"calibration_embeddings given to create ({len(calibration_embeddings)} rows)"
+        source = calibration_source or source
         if calibration is not None and calibration.dim != dim:
             raise ValueError(f"the calibration has dimension {calibration.dim}, expected {dim}")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
