@@ -76,6 +76,20 @@ def test_index_then_search_returns_the_source_records(tmp_path):
         assert [h.score for h in result.hits] == pytest.approx(expected_scores[0].tolist())
 
 
+def test_fast_models_commit_batches_together(tmp_path):
+    seen = []
+    index_file(
+        write_parquet(tmp_path, 150),
+        tmp_path / "store",
+        text_column="title",
+        model=HashEncoder(),
+        batch_size=32,
+        calibration_rows=40,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen == [(150, 150)]  # one commit: the run took less than commit_seconds
+
+
 def test_progress_callback_sees_every_commit(tmp_path):
     seen = []
     index_file(
@@ -85,6 +99,7 @@ def test_progress_callback_sees_every_commit(tmp_path):
         model=HashEncoder(),
         batch_size=32,
         calibration_rows=2,
+        commit_seconds=0,
         progress=lambda done, total: seen.append((done, total)),
     )
     assert seen == [(32, 70), (64, 70), (70, 70)]
@@ -93,6 +108,7 @@ def test_progress_callback_sees_every_commit(tmp_path):
 def test_interrupted_index_resumes_without_duplicates(tmp_path):
     source = write_parquet(tmp_path)
     options = {"template": "{title}: {body}", "batch_size": 16, "calibration_rows": 20}
+    options["commit_seconds"] = 0
     with pytest.raises(KeyboardInterrupt):
         index_file(
             source, tmp_path / "cut", model=HashEncoder(fail_after=80), progress=False, **options
@@ -124,6 +140,7 @@ def test_interrupted_index_resumes_without_duplicates(tmp_path):
 def test_records_written_before_a_failed_append_are_dropped_on_resume(tmp_path, monkeypatch):
     source = write_parquet(tmp_path, 40)
     options = {"text_column": "title", "batch_size": 10, "calibration_rows": 10, "progress": False}
+    options["commit_seconds"] = 0
     original = CorpusStore.append
     calls = []
 

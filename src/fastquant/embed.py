@@ -21,7 +21,7 @@ import numpy as np
 
 from .encoders import Encoder, encoder_name, load_encoder
 from .records import RECORDS_DIR, RecordLog
-from .sources import InputError, TextRecipe, TextSource
+from .sources import InputError, TextRecipe, TextSource, concat_batches
 from .store import DEFAULT_CHUNK_ROWS, CorpusStore, StoreCorruptedError, StoreNotFoundError
 from .store.manifest import MANIFEST_NAME, write_file_atomically
 from .validation import require_positive_int
@@ -29,6 +29,11 @@ from .validation import require_positive_int
 INDEX_META = "index.json"
 DEFAULT_BATCH_ROWS = 256
 DEFAULT_CALIBRATION_ROWS = 2048
+#: Embedded rows are committed at least this often (seconds), so an interruption loses little work
+#: while a fast model does not pay a commit (several fsyncs) per batch.
+DEFAULT_COMMIT_SECONDS = 2.0
+#: ... and at least every this many rows, which bounds the memory held between commits.
+COMMIT_ROWS = 1 << 14
 
 #: ``progress(rows_done, rows_total)``, called after each committed batch.
 Progress = Callable[[int, int], None]
@@ -88,6 +93,7 @@ def index_file(
     ranges: Any | None = None,
     rows: tuple[int, int | None] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    commit_seconds: float = DEFAULT_COMMIT_SECONDS,
     progress: bool | Progress = True,
     log: Callable[[str], None] | None = None,
 ) -> IndexReport:
@@ -97,8 +103,9 @@ def index_file(
     ``"Name: {Medicine Name}. Uses: {Uses}"``). ``model`` is an :class:`~fastquant.encoders.Encoder`
     or a :func:`~fastquant.encoders.load_encoder` spec (default all-MiniLM-L6-v2). The int8 ranges
     are ``ranges (2, dim)`` if given, else calibrated on the first ``calibration_rows`` rows.
-    ``rows=(start, stop)`` indexes only that row range of the input (a shard). ``progress`` is a
-    progress bar (True), nothing (False) or a callback; ``log`` receives one-line notices.
+    ``rows=(start, stop)`` indexes only that row range of the input (a shard). Embedded batches are
+    committed together every ``commit_seconds`` (0: every batch). ``progress`` is a progress bar
+    (True), nothing (False) or a callback after each commit; ``log`` receives one-line notices.
 
     If the store exists, indexing resumes after its last committed row; the model, text recipe and
     input columns must match the ones it was built with.
@@ -122,31 +129,30 @@ def index_file(
     if done:
         say(f"resuming: {done:,} of {total:,} rows are already in {store_path}")
     bar = _progress(progress, total, done)
-    pending: list[tuple[Any, np.ndarray]] = []  # batches embedded before the store exists
+    pending: list[tuple[Any, np.ndarray]] = []  # embedded, not yet committed
     try:
-        if done < total:
+        last_commit = reading = time.perf_counter()
+        for batch in source.batches(batch_size, start + done, start + total):
+            embedding = time.perf_counter()
+            writer.seconds_reading += embedding - reading
+            pending.append((batch, encoder.encode(recipe.texts(batch))))
             reading = time.perf_counter()
-            for batch in source.batches(batch_size, start + done, start + total):
-                embedding = time.perf_counter()
-                writer.seconds_reading += embedding - reading
-                embeddings = encoder.encode(recipe.texts(batch))
-                writer.seconds_embedding += time.perf_counter() - embedding
-                if writer.store is None:
-                    pending.append((batch, embeddings))
-                    if sum(len(e) for _, e in pending) < calibration_rows:
-                        reading = time.perf_counter()
-                        continue
-                    say(writer.create(ranges, pending))
-                for batch_, embeddings_ in pending or [(batch, embeddings)]:
-                    writer.commit(batch_, embeddings_)
-                    bar(len(writer), total)
-                pending = []
-                reading = time.perf_counter()
+            writer.seconds_embedding += reading - embedding
+            rows_pending = sum(len(embeddings) for _, embeddings in pending)
+            if writer.store is None:
+                if rows_pending < calibration_rows:
+                    continue
+                say(writer.create(ranges, pending))
+            if rows_pending >= COMMIT_ROWS or reading - last_commit >= commit_seconds:
+                writer.commit(pending)
+                bar(len(writer), total)
+                pending, last_commit = [], time.perf_counter()
+                reading = last_commit
+        if pending:
             if writer.store is None:  # fewer rows than calibration_rows
                 say(writer.create(ranges, pending))
-                for batch_, embeddings_ in pending:
-                    writer.commit(batch_, embeddings_)
-                    bar(len(writer), total)
+            writer.commit(pending)
+            bar(len(writer), total)
     finally:
         bar(None, total)
         if writer.store is not None:
@@ -297,10 +303,11 @@ class _Writer:
         self._prepare()
         return notice
 
-    def commit(self, batch: Any, embeddings: np.ndarray) -> None:
+    def commit(self, pending: list[tuple[Any, np.ndarray]]) -> None:
+        """Store embedded batches as one commit: their records first, then their rows."""
         started = time.perf_counter()
-        self.records.write(len(self.store), batch)
-        self.store.append(embeddings)
+        self.records.write(len(self.store), concat_batches([batch for batch, _ in pending]))
+        self.store.append(np.concatenate([embeddings for _, embeddings in pending]))
         self.seconds_storing += time.perf_counter() - started
 
     def calibration_source(self) -> str:

@@ -108,7 +108,7 @@ class TextSource:
                     pending_rows += batch.num_rows
                 while pending_rows >= batch_rows:
                     table = pa.Table.from_batches(pending).combine_chunks()
-                    yield _one_batch(table.slice(0, batch_rows))
+                    yield concat_batches(table.slice(0, batch_rows).to_batches())
                     rest = table.slice(batch_rows)
                     pending, pending_rows = rest.to_batches(), rest.num_rows
                 if stop is not None and position >= stop:
@@ -116,7 +116,7 @@ class TextSource:
         except pa.ArrowException as error:
             raise InputError(f"cannot read {self.path} near row {position:,}: {error}") from error
         if pending_rows:
-            yield _one_batch(pa.Table.from_batches(pending))
+            yield concat_batches(pending)
 
 
 class _ParquetBatches:
@@ -130,8 +130,9 @@ class _ParquetBatches:
         return self._file.iter_batches(batch_size=_READ_ROWS)
 
 
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
-    return table.combine_chunks().to_batches(max_chunksize=None)[0]
+def concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One record batch holding ``batches`` (same schema) one after another."""
+    return pa.Table.from_batches(batches).combine_chunks().to_batches(max_chunksize=None)[0]
 
 
 class TextRecipe:
