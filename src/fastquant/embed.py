@@ -128,7 +128,7 @@ def index_file(
     done = len(writer)
     if done:
         say(f"resuming: {done:,} of {total:,} rows are already in {store_path}")
-    bar = _progress(progress, total, done)
+    bar = _Progress(progress, total, done)
     pending: list[tuple[Any, np.ndarray]] = []  # embedded, not yet committed
     try:
         last_commit = reading = time.perf_counter()
@@ -139,22 +139,23 @@ def index_file(
             reading = time.perf_counter()
             writer.seconds_embedding += reading - embedding
             rows_pending = sum(len(embeddings) for _, embeddings in pending)
+            bar.embedded(len(writer) + rows_pending)
             if writer.store is None:
                 if rows_pending < calibration_rows:
                     continue
                 say(writer.create(ranges, pending))
             if rows_pending >= COMMIT_ROWS or reading - last_commit >= commit_seconds:
                 writer.commit(pending)
-                bar(len(writer), total)
+                bar.committed(len(writer))
                 pending, last_commit = [], time.perf_counter()
                 reading = last_commit
         if pending:
             if writer.store is None:  # fewer rows than calibration_rows
                 say(writer.create(ranges, pending))
             writer.commit(pending)
-            bar(len(writer), total)
+            bar.committed(len(writer))
     finally:
-        bar(None, total)
+        bar.close()
         if writer.store is not None:
             writer.store.close()
     return IndexReport(
@@ -314,22 +315,28 @@ class _Writer:
         return "" if self.store is None else self.store.calibration_source or ""
 
 
-def _progress(
-    progress: bool | Progress, total: int, done: int
-) -> Callable[[int | None, int], None]:
-    """``update(rows_done, rows_total)``; ``update(None, total)`` closes a bar."""
-    if callable(progress):
-        return lambda rows, total_: None if rows is None else progress(rows, total_)
-    if not progress:
-        return lambda rows, total_: None
-    from tqdm.auto import tqdm
+class _Progress:
+    """A tqdm bar of embedded rows (``progress=True``), a callback after each commit, or nothing."""
 
-    bar = tqdm(total=total, initial=done, unit="rows", desc="indexing", dynamic_ncols=True)
+    def __init__(self, progress: bool | Progress, total: int, done: int) -> None:
+        self.total = total
+        self.callback = progress if callable(progress) else None
+        self.bar = None
+        if progress is True:
+            from tqdm.auto import tqdm
 
-    def update(rows: int | None, total_: int) -> None:
-        if rows is None:
-            bar.close()
-        else:
-            bar.update(rows - bar.n)
+            self.bar = tqdm(
+                total=total, initial=done, unit="rows", desc="indexing", dynamic_ncols=True
+            )
 
-    return update
+    def embedded(self, rows: int) -> None:
+        if self.bar is not None:
+            self.bar.update(rows - self.bar.n)
+
+    def committed(self, rows: int) -> None:
+        if self.callback is not None:
+            self.callback(rows, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
