@@ -185,3 +185,19 @@ def test_ctrl_c_while_indexing_says_how_to_resume(tmp_path, medicines_csv, capsy
     monkeypatch.setattr(fastquant.embed, "index_file", interrupted)
     assert main(index_args(medicines_csv, tmp_path / "store", "--text-column", "Uses")) == 130
     assert "interrupted (run the same command again to resume)" in capsys.readouterr().err
+
+
+def test_serve_defaults_to_the_demo_store(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    import fastquant.web
+
+    calls = []
+    monkeypatch.setattr(
+        fastquant.web, "serve", lambda path, **options: calls.append((path, options))
+    )
+    assert main(["serve", "--model", "wordllama", "--no-progress", "--port", "7999"]) == 0
+    assert main(["serve", str(tmp_path / "store"), "--host", "0.0.0.0"]) == 0
+    (demo_path, demo_options), (path, options) = calls
+    assert demo_path.name == "medicines-wordllama-v1" and demo_options["port"] == 7999
+    assert demo_options["model"].name == "wordllama" and demo_options["title"] == "Medicine search"
+    assert path == str(tmp_path / "store") and options["host"] == "0.0.0.0"

@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", nargs="?", default=None, help="store directory (default: the demo)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model for queries (default: the one the store was built with)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (demo build)")
     p.set_defaults(run=commands.serve)
 
     p = sub.add_parser("bench", help="cross-check and time the Hamming backends on this machine")

@@ -202,16 +202,10 @@ def verify(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """Build the medicine demo store on first use, then answer the demo's (or the given) queries."""
-    from .demo import DEMO_QUERIES, build_demo_store, demo_store_complete, demo_store_path
-    from .encoders import load_encoder
+    from .demo import DEMO_QUERIES
     from .texts import TextIndex
 
-    encoder = load_encoder(args.model)
-    path = demo_store_path(encoder.name)
-    if not demo_store_complete(path):
-        _notice(f"indexing the 11,825 bundled medicines into {path} (once; later runs reuse it)")
-        report = build_demo_store(encoder, progress=not args.no_progress, log=_notice)
-        _notice(f"indexed {report.rows_added:,} medicines in {report.seconds:.0f} s")
+    path, encoder = _ready_demo_store(args)
     with TextIndex.open(path, encoder=encoder) as text_index:
         text_index.warm_up()
         results = text_index.search(args.query or list(DEMO_QUERIES), args.k)
@@ -220,11 +214,29 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ready_demo_store(args: argparse.Namespace):
+    """The demo store's path, indexed now if it is not complete, and its loaded encoder."""
+    from .demo import build_demo_store, demo_store_complete, demo_store_path
+    from .encoders import load_encoder
+
+    encoder = load_encoder(args.model)
+    path = demo_store_path(encoder.name)
+    if not demo_store_complete(path):
+        _notice(f"indexing the 11,825 bundled medicines into {path} (once; later runs reuse it)")
+        report = build_demo_store(encoder, progress=not args.no_progress, log=_notice)
+        _notice(f"indexed {report.rows_added:,} medicines in {report.seconds:.0f} s")
+    return path, encoder
+
+
 def serve(args: argparse.Namespace) -> int:
-    """Serve the search page for a store (default: the medicine demo)."""
+    """Serve the search page for a store (default: the medicine demo, built if needed)."""
     from .web import serve as serve_page
 
-    serve_page(args.store, host=args.host, port=args.port)
+    if args.store is None:
+        path, encoder = _ready_demo_store(args)
+        serve_page(path, host=args.host, port=args.port, model=encoder, title="Medicine search")
+    else:
+        serve_page(args.store, host=args.host, port=args.port, model=args.model)
     return 0
 
 

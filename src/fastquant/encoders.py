@@ -12,6 +12,7 @@ Built-in models (``load_encoder(spec)``):
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,12 +85,16 @@ class WordLlamaEncoder:
     """WordLlama ``l2_supercat`` (256-d) from the weights inside the ``wordllama`` package."""
 
     def __init__(self) -> None:
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
         try:
             import wordllama
         except ImportError as error:
             raise ModelNotAvailableError(
                 "model 'wordllama' needs the wordllama package: pip install wordllama"
             ) from error
+        finally:  # importing wordllama configures the root logger (INFO) for the whole process
+            root.handlers[:], root.level = handlers, level
         try:
             self._model = wordllama.WordLlama.load(
                 dim=_WORDLLAMA_DIM,
