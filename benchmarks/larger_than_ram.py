@@ -110,7 +110,7 @@ class _Searcher:
         self.store = CorpusStore.open(path)
         self.queries = queries
         # The mapped chunks: to evict them, check their residency and rescore from them.
-        self.snapshot = self.store._snapshot
+        self.snapshot = self.store.snapshot
         self.bits = list(self.snapshot.bits)
         self.codes = [chunk.array for chunk in self.snapshot.codes]
         self.bit_files, self.code_files = chunk_files(path, ".bits"), chunk_files(path, ".codes")

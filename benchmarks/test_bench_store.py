@@ -52,13 +52,13 @@ def store_1024(tmp_path_factory: pytest.TempPathFactory, corpus_rows: int):
 @pytest.fixture(scope="session")
 def bits_in_ram(store_1024: CorpusStore) -> np.ndarray:
     """The store's packed bits as one in-memory ``(n, 128) uint8`` array."""
-    return np.concatenate([np.asarray(chunk) for chunk in store_1024._snapshot.bits])
+    return np.concatenate([np.asarray(chunk) for chunk in store_1024.snapshot.bits])
 
 
 @pytest.fixture(scope="session")
 def codes_in_ram(store_1024: CorpusStore) -> np.ndarray:
     """The store's int8 codes as one in-memory ``(n, 1024) int8`` array (1 GB at 1M rows)."""
-    return np.concatenate([chunk.array for chunk in store_1024._snapshot.codes])
+    return np.concatenate([chunk.array for chunk in store_1024.snapshot.codes])
 
 
 def _dequantized_scores(
@@ -80,7 +80,7 @@ def test_warm_rescoring(benchmark, store_1024, bits_in_ram, codes_in_ram, quick)
     with and without the ``madvise(WILLNEED)`` of the candidate rows. 1,000 queries (40 MB of
     candidate rows, more than the 32 MiB L3), each scored alone (batch 1).
     """
-    snapshot, calibration = store_1024._snapshot, store_1024.calibration
+    snapshot, calibration = store_1024.snapshot, store_1024.calibration
     n_queries = 16 if quick else 1000
     queries, _ = noisy_queries(SEED, len(store_1024), DIM, n_queries)
     _, candidates = hamming_topk(
@@ -247,11 +247,11 @@ def test_append_throughput(benchmark, tmp_path, corpus_rows, quick):
     store = append_all()
     assert len(store) == corpus_rows
     assert np.array_equal(
-        np.concatenate([np.asarray(c) for c in store._snapshot.bits]),
+        np.concatenate([np.asarray(c) for c in store.snapshot.bits]),
         np.concatenate([bits for bits, _ in quantized]),
     )
     assert np.array_equal(
-        np.concatenate([c.array for c in store._snapshot.codes]),
+        np.concatenate([c.array for c in store.snapshot.codes]),
         np.concatenate([codes for _, codes in quantized]),
     )
     assert store.verify() == corpus_rows * (APPEND_DIM + APPEND_DIM // 8)

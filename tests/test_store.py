@@ -910,13 +910,13 @@ def test_bits_in_memory_follow_many_small_appends(tmp_path):
     store = _empty_store(tmp_path / "store", chunk_rows=50, bits_in_memory=True)
     batches = [_embeddings(seed, 13) for seed in range(9)]
     store.append(batches[0])
-    early_views = store._snapshot.bits
+    early_views = store.snapshot.bits
     early_copies = [chunk.copy() for chunk in early_views]
     for batch in batches[1:]:
         store.append(batch)
     corpus_f32 = np.concatenate(batches)
     np.testing.assert_array_equal(
-        np.concatenate(store._snapshot.bits), quantize_embeddings(corpus_f32, "ubinary")
+        np.concatenate(store.snapshot.bits), quantize_embeddings(corpus_f32, "ubinary")
     )
     for before, view in zip(early_copies, early_views):  # older snapshots never change
         np.testing.assert_array_equal(view, before)

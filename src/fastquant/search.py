@@ -21,10 +21,10 @@ from .quantize import Calibration
 from .rescore import int8_topk, prepare_queries, query_totals, top_by_score
 from .store.files import MappedRows
 
-_FAR = np.iinfo(np.int32).max
+FAR_DISTANCE = np.iinfo(np.int32).max
 
 
-def _merge(
+def merge_sorted(
     keys: list[np.ndarray], ids: list[np.ndarray], k: int, empty_key
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-chunk ``(q, k_c)`` lists sorted by ``(key, id)`` into the best ``k`` of all."""
@@ -65,11 +65,14 @@ def hamming_candidates(
         dist, local = engine.topk(chunk, query_bits, min(k, chunk.shape[0]), threads)
         dists.append(dist)
         ids.append(local + offset)
-    return _merge(dists, ids, k, _FAR)
+    return merge_sorted(dists, ids, k, FAR_DISTANCE)
 
 
-def _chunk_segments(candidates: np.ndarray, offsets: np.ndarray):
-    """Yield ``(chunk, local_rows, slots)``: every candidate, chunk by chunk, rows in file order."""
+def chunk_segments(candidates: np.ndarray, offsets: np.ndarray):
+    """Yield ``(chunk, local_rows, slots)``: every candidate, chunk by chunk, rows in file order.
+
+    ``slots`` index ``candidates.reshape(-1)``; ids outside ``[0, offsets[-1])`` are left out.
+    """
     flat = candidates.reshape(-1)
     slots = np.argsort(flat, kind="stable")
     rows = flat[slots]
@@ -78,6 +81,38 @@ def _chunk_segments(candidates: np.ndarray, offsets: np.ndarray):
         lo, hi = bounds[c], bounds[c + 1]
         if hi > lo:
             yield c, rows[lo:hi] - offsets[c], slots[lo:hi]
+
+
+def score_int8_chunks(
+    queries: np.ndarray,
+    code_chunks: Sequence[MappedRows],
+    offsets: np.ndarray,
+    calibration: Calibration,
+    candidates: np.ndarray,
+    *,
+    prefetch: bool = True,
+) -> np.ndarray:
+    """Scores ``(q, c) float32`` of ``candidates (q, c) int64`` global ids with dequantized codes.
+
+    Ids outside ``[0, offsets[-1])`` are skipped (their scores are undefined). With ``prefetch``,
+    each chunk's candidate pages are announced to the OS (``madvise``) before any is read, so rows
+    not in memory are fetched together rather than one fault at a time.
+    """
+    scaled, constants = prepare_queries(queries, calibration)
+    scores = np.empty(candidates.shape, dtype=np.float32)
+    for c, rows, slots in chunk_segments(candidates, offsets):
+        if prefetch:
+            code_chunks[c].prefetch(rows)
+        rescore_kernels.score_int8_slots(
+            scaled,
+            constants,
+            code_chunks[c].array,
+            rows,
+            slots,
+            candidates.shape[1],
+            scores.reshape(-1),
+        )
+    return scores
 
 
 def rescore_int8_chunks(
@@ -90,25 +125,10 @@ def rescore_int8_chunks(
     *,
     prefetch: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rescore ``candidates (q, c) int64`` global ids with dequantized int8 codes; keep the best ``k``.
-
-    With ``prefetch``, each chunk's candidate pages are announced to the OS (``madvise``) before
-    any is read, so rows not in memory are fetched together rather than one fault at a time.
-    """
-    scaled, constants = prepare_queries(queries, calibration)
-    scores = np.empty(candidates.shape, dtype=np.float32)
-    for c, rows, slots in _chunk_segments(candidates, offsets):
-        if prefetch:
-            code_chunks[c].prefetch(rows)
-        rescore_kernels.score_int8_slots(
-            scaled,
-            constants,
-            code_chunks[c].array,
-            rows,
-            slots,
-            candidates.shape[1],
-            scores.reshape(-1),
-        )
+    """Rescore ``candidates (q, c) int64`` with :func:`score_int8_chunks`; keep the best ``k``."""
+    scores = score_int8_chunks(
+        queries, code_chunks, offsets, calibration, candidates, prefetch=prefetch
+    )
     return top_by_score(scores, candidates, min(k, candidates.shape[1]))
 
 
@@ -122,7 +142,7 @@ def rescore_bit_chunks(
     """Rescore ``candidates (q, c) int64`` as ``q . (2b - 1)`` (BPR) from the packed bits."""
     totals = query_totals(queries)
     scores = np.empty(candidates.shape, dtype=np.float32)
-    for c, rows, slots in _chunk_segments(candidates, offsets):
+    for c, rows, slots in chunk_segments(candidates, offsets):
         rescore_kernels.score_bit_slots(
             queries, totals, bit_chunks[c], rows, slots, candidates.shape[1], scores.reshape(-1)
         )
@@ -143,5 +163,5 @@ def exact_int8_chunks(
         scores, local = int8_topk(queries, chunk.array, calibration, k, threads=threads)
         keys.append(-scores)
         ids.append(local + offset)
-    neg_scores, merged_ids = _merge(keys, ids, min(k, int(offsets[-1])), np.float32(np.inf))
+    neg_scores, merged_ids = merge_sorted(keys, ids, min(k, int(offsets[-1])), np.float32(np.inf))
     return -neg_scores, merged_ids

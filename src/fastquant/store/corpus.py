@@ -65,7 +65,7 @@ Rescore = Literal["int8", "bits", "none"]
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class Snapshot:
     """One committed state: its manifest, the mapped chunks and the global id of each chunk's first row."""
 
     manifest: Manifest
@@ -160,7 +160,7 @@ class CorpusStore:
         """
         return cls(Path(path), bits_in_memory=bits_in_memory)
 
-    def _load(self, manifest: Manifest, previous: _Snapshot | None) -> _Snapshot:
+    def _load(self, manifest: Manifest, previous: Snapshot | None) -> Snapshot:
         """Map ``manifest``'s chunks, reusing ``previous``'s maps of chunks that did not change."""
         calibration = previous.calibration if previous is not None else None
         if manifest.calibration_crc32 is not None and (
@@ -197,7 +197,7 @@ class CorpusStore:
                 )
             )
         offsets = np.cumsum([0] + [chunk.rows for chunk in manifest.chunks], dtype=np.int64)
-        return _Snapshot(manifest, calibration, tuple(bits), tuple(codes), offsets)
+        return Snapshot(manifest, calibration, tuple(bits), tuple(codes), offsets)
 
     def refresh(self) -> int:
         """Move to the latest committed state (rows appended by other processes); returns ``len(self)``."""
@@ -242,6 +242,14 @@ class CorpusStore:
     def calibration(self) -> Calibration | None:
         """The int8 ranges, or None until the first append of a store created without them."""
         return self._snapshot.calibration
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The committed state this object reads: manifest, bits, codes, offsets, calibration.
+
+        Read-only; :meth:`append` and :meth:`refresh` replace it with a newer one.
+        """
+        return self._snapshot
 
     @property
     def calibration_source(self) -> str | None:

@@ -1,0 +1,283 @@
+"""Sharded search on a local Dask cluster: 1 vs 2 workers, and its overhead over one store.
+
+Usage::
+
+    python benchmarks/shard_scaling.py                  # 1M x 1024-d in 2 shards (builds ~2.3 GB once)
+    python benchmarks/shard_scaling.py --quick          # 20k rows, one round: checks the mechanics
+
+The corpus (``synthetic.py``: unit gaussian rows, seed fixed) is stored twice under ``--root``:
+as one store, and as ``--shards`` stores of consecutive rows created with the one store's int8
+ranges (both are reused by later runs when they hold the expected rows). Two ``LocalCluster``s
+run side by side, one worker process and two, each worker with one thread. For query batches of
+1, 16 and 256 rows (noisy copies of stored rows), k = 10, rescore multiplier 4, these engines
+run in alternating rounds, in a shuffled order per round (``rounds.py``):
+
+- ``single``: ``CorpusStore.search`` of the one store in this process, 2 threads;
+- ``dask-1-shard``: ``fastquant.distributed.search`` of the one store on the 1-worker cluster,
+  2 threads: the cost of going through Dask with nothing to merge;
+- ``1-worker-2-threads``: the shards on the 1-worker cluster, 2 threads per shard task;
+- ``1-worker``, ``2-workers``: the shards on each cluster, 1 thread per shard task. Each worker
+  stands for one machine, so their ratio is the scaling of adding a machine per shard;
+- ``dask-floor``: two rounds of one no-op task per shard on the 2-worker cluster, with the
+  queries as argument: Dask's own latency, below which no distributed search can go.
+
+``client-merge`` (reported, not an engine) is the client's own arithmetic: merging the shards'
+``(q, 40)`` Hamming lists and taking the top 10 of the rescored candidates, timed alone.
+
+Before timing, every engine's answer to the first batch of each size is checked to be exactly
+the one store's (scores and ids). Medians per query and their ratios go to
+``distributed.json`` and ``distributed.md`` (``distributed-quick.*`` with ``--quick``) in
+``--results-dir``, by default ``benchmarks/results``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Numba's OpenMP threads spin after each parallel region by default, stealing the core of the
+# other worker process on the same machine; idle threads must sleep (inherited by the workers).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from distributed import Client, LocalCluster
+
+from fastquant import CorpusStore
+from fastquant import distributed as fqd
+from fastquant.rescore import top_by_score
+from fastquant.search import FAR_DISTANCE, merge_sorted
+from rounds import alternate_calls
+from synthetic import build_store, corpus_slice, noisy_queries
+
+DEFAULT_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fastquant-bench"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DIM, SEED, K, MULTIPLIER = 1024, 20261121, 10, 4
+BUILD_BATCH_ROWS = 100_000
+BATCHES = (1, 16, 256)
+#: Query batches timed per engine and round, by batch size.
+CALLS = {1: 16, 16: 4, 256: 1}
+ENGINES = ("single", "dask-1-shard", "1-worker-2-threads", "1-worker", "2-workers", "dask-floor")
+
+
+def _holds(path: Path, rows: int, ranges: np.ndarray | None) -> bool:
+    """Whether ``path`` is a store of ``rows`` rows (with these int8 ranges, if given)."""
+    try:
+        store = CorpusStore.open(path)
+    except (OSError, ValueError):
+        return False
+    return len(store) == rows and (
+        ranges is None or np.array_equal(store.calibration.ranges, ranges)
+    )
+
+
+def ensure_stores(root: Path, rows: int, shards: int) -> tuple[Path, list[Path]]:
+    """The one store and its shards for ``rows`` x ``DIM`` rows under ``root``, built if needed."""
+    single = root / f"single-{rows}x{DIM}.fq"
+    if not _holds(single, rows, None):
+        shutil.rmtree(single, ignore_errors=True)
+        print(f"building {single}", flush=True)
+        build_store(single, rows, DIM, seed=SEED)
+    ranges = CorpusStore.open(single).calibration.ranges
+    bounds = [rows * i // shards for i in range(shards + 1)]
+    paths = []
+    for i in range(shards):
+        path = root / f"shards-{rows}x{DIM}" / f"shard-{i}-of-{shards}.fq"
+        lo, hi = bounds[i], bounds[i + 1]
+        if not _holds(path, hi - lo, ranges):
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"building {path}", flush=True)
+            store = CorpusStore.create(path, DIM, ranges=ranges)
+            for start in range(lo, hi, BUILD_BATCH_ROWS):
+                store.append(corpus_slice(SEED, start, min(start + BUILD_BATCH_ROWS, hi), DIM))
+            store.close()
+        paths.append(path)
+    return single, paths
+
+
+def _noop(*args: object) -> None:
+    """A task that does nothing with its arguments."""
+
+
+def _floor(client: Client, queries: np.ndarray, shards: int) -> None:
+    """Dask's share of a search: two rounds of one no-op task per shard, taking the queries."""
+    for _ in range(2):
+        client.gather([client.submit(_noop, i, queries, pure=False) for i in range(shards)])
+
+
+def measure(single: Path, shards: list[Path], batch_sizes: tuple[int, ...], rounds: int) -> dict:
+    """Time every engine per batch size (see the module docstring); ms per query and ratios."""
+    store = CorpusStore.open(single)
+    cluster = {"processes": True, "threads_per_worker": 1, "dashboard_address": ":0"}
+    report: dict = {}
+    with (
+        LocalCluster(n_workers=1, **cluster) as one,
+        Client(one) as one_worker,
+        LocalCluster(n_workers=2, **cluster) as two,
+        Client(two) as two_workers,
+    ):
+        for batch in batch_sizes:
+            calls = CALLS[batch]
+            queries, _ = noisy_queries(SEED, len(store), DIM, calls * batch, query_seed=batch)
+            queries = queries.reshape(calls, batch, DIM)
+
+            def sharded(client: Client, paths: list[Path], threads: int, queries=queries):
+                return lambda i: fqd.search(
+                    client, paths, queries[i], K, rescore_multiplier=MULTIPLIER, threads=threads
+                )
+
+            engines = {
+                "single": lambda i, queries=queries: store.search(
+                    queries[i], K, rescore_multiplier=MULTIPLIER, threads=2
+                ),
+                "dask-1-shard": sharded(one_worker, [single], 2),
+                "1-worker-2-threads": sharded(one_worker, shards, 2),
+                "1-worker": sharded(one_worker, shards, 1),
+                "2-workers": sharded(two_workers, shards, 1),
+                "dask-floor": lambda i, queries=queries: _floor(
+                    two_workers, queries[i], len(shards)
+                ),
+            }
+            report[str(batch)] = _timed(engines, batch, calls, rounds)
+            report[str(batch)]["client_merge_ms_per_query"] = client_merge_ms(batch, len(shards))
+            ms = report[str(batch)]["ms_per_query"]
+            print(f"batch {batch}: " + ", ".join(f"{n} {v:.3f} ms" for n, v in ms.items()))
+    return report
+
+
+def client_merge_ms(batch: int, shards: int) -> float:
+    """Median ms per query of the client's merge of ``shards`` Hamming lists and final top k."""
+    rng = np.random.default_rng(batch)
+    width = K * MULTIPLIER
+    distances = [
+        np.sort(rng.integers(0, DIM, (batch, width), dtype=np.int32)) for _ in range(shards)
+    ]
+    ids = [np.sort(rng.choice(1 << 20, (batch, width))) + (i << 20) for i in range(shards)]
+    scores = rng.standard_normal((batch, width), dtype=np.float32)
+
+    def merge() -> None:
+        _, candidates = merge_sorted(distances, ids, width, FAR_DISTANCE)
+        top_by_score(scores, candidates, K)
+
+    seconds = alternate_calls({"merge": lambda i: merge()}, 200, 1)["merge"]
+    return 1e3 * float(np.median(seconds)) / batch
+
+
+def _timed(engines: dict, batch: int, calls: int, rounds: int) -> dict:
+    """Check every search engine against ``single`` on call 0, then time them in rounds."""
+    expected = engines["single"](0)
+    for name in ENGINES[1:-1]:
+        got = engines[name](0)
+        if not all(np.array_equal(a, b) for a, b in zip(got, expected)):
+            raise AssertionError(f"{name} does not return exactly the single store's answer")
+    seconds = alternate_calls(engines, calls, rounds)
+    ms = {name: 1e3 * float(np.median(seconds[name])) / batch for name in ENGINES}
+    return {
+        "calls_per_round": calls,
+        "ms_per_query": ms,
+        "identical_to_single": True,
+        "ratios": {
+            "1-worker / 2-workers": ms["1-worker"] / ms["2-workers"],
+            "2-workers / single": ms["2-workers"] / ms["single"],
+            "1-worker-2-threads / single": ms["1-worker-2-threads"] / ms["single"],
+            "dask-1-shard / single": ms["dask-1-shard"] / ms["single"],
+            "1-worker-2-threads / dask-1-shard": ms["1-worker-2-threads"] / ms["dask-1-shard"],
+            "dask-floor / 2-workers": ms["dask-floor"] / ms["2-workers"],
+        },
+    }
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import dask
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "dask": dask.__version__,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Sharded search on a local Dask cluster: {report['rows']:,} x {report['dim']}-d in "
+        f"{report['shards']} shards",
+        "",
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, dask "
+        f"{report['machine']['dask']}. k {report['k']}, int8 rescoring x{report['multiplier']}, "
+        f"{report['rounds']} alternating rounds; medians in ms per query. 1-minute load average "
+        f"{report['load_average_before']:.1f} before, {report['load_average_after']:.1f} after "
+        "(above 0 means other processes shared the cores). Every engine returned "
+        "exactly the single store's scores and ids. Engines are described in "
+        "`benchmarks/shard_scaling.py`.",
+        "",
+        "| batch | " + " | ".join(ENGINES) + " | client-merge |",
+        "|---" * (len(ENGINES) + 2) + "|",
+    ]
+    for batch, result in report["batches"].items():
+        ms = result["ms_per_query"]
+        cells = [f"{ms[name]:.3f}" for name in ENGINES] + [
+            f"{result['client_merge_ms_per_query']:.4f}"
+        ]
+        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    names = list(next(iter(report["batches"].values()))["ratios"])
+    lines += ["", "| batch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for batch, result in report["batches"].items():
+        ratios = result["ratios"]
+        lines.append(f"| {batch} | " + " | ".join(f"{ratios[n]:.2f}" for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=None, help="corpus rows (default 1,000,000)")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 7)")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where stores are built")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--quick", action="store_true", help="20k rows, batches 1 and 16, 1 round")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rows = args.rows or (20_000 if args.quick else 1_000_000)
+    rounds = args.rounds or (1 if args.quick else 7)
+    batch_sizes = BATCHES[:2] if args.quick else BATCHES
+    started = time.perf_counter()
+    single, shards = ensure_stores(args.root, rows, args.shards)
+    report = {
+        "rows": rows,
+        "dim": DIM,
+        "shards": args.shards,
+        "k": K,
+        "multiplier": MULTIPLIER,
+        "rounds": rounds,
+        "machine": machine(),
+        "load_average_before": os.getloadavg()[0],
+        "batches": measure(single, shards, batch_sizes, rounds),
+        "load_average_after": os.getloadavg()[0],
+    }
+    report["seconds"] = time.perf_counter() - started
+    name = "distributed-quick" if args.quick else "distributed"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.results_dir / f"{name}.md").write_text(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

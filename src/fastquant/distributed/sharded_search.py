@@ -1,0 +1,214 @@
+"""Search shards of one corpus on a Dask cluster: the answer of a single store holding all rows.
+
+Shard ``i`` is a :class:`~fastquant.CorpusStore` directory; its row ``r`` has the global id
+``r + rows of shards 0..i-1``. A search takes two rounds of one task per shard:
+
+1. scan: each shard's Hamming top ``K = k * rescore_multiplier`` (distance, global id). A
+   single store's top ``K`` takes from each shard a prefix of that shard's own top ``K`` (in the
+   same ``(distance, id)`` order), so merging the lists gives it exactly, ties included;
+2. score: each shard owning some of those global candidates scores them against its int8 codes
+   with the store's own kernel, and the client keeps the top ``k`` by ``(-score, id)``.
+
+Scores equal a single store's only if every shard quantized with the same int8 ranges, so the
+shards' ranges are compared (a digest) and a search over mixed ranges is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike, fspath
+from typing import Any
+
+import numpy as np
+from distributed import Client
+
+from .._kernels.config import resolve_threads
+from ..rescore import top_by_score
+from ..search import FAR_DISTANCE, merge_sorted
+from ..store.corpus import _no_results
+from ..validation import (
+    require_dim,
+    require_finite_float_matrix,
+    require_positive_int,
+    require_positive_k,
+    to_numpy,
+)
+from .shards import ShardScan, scan_shard, score_shard, verify_shard
+
+#: Where shard ``i``'s tasks may run: a worker address or name, several, or None for any worker.
+Placement = str | Sequence[str] | None
+
+#: Automatic retries of a shard task that raised (e.g. a transient I/O error on a shared file
+#: system). A task whose worker died is rescheduled by the scheduler itself, up to its
+#: ``distributed.scheduler.allowed-failures`` times.
+DEFAULT_RETRIES = 2
+
+
+def search(
+    client: Client,
+    store_paths: Sequence[str | PathLike[str]],
+    query_f32: Any,
+    k: int = 10,
+    *,
+    rescore_multiplier: int = 4,
+    threads: int | None = None,
+    workers: Sequence[Placement] | None = None,
+    retries: int = DEFAULT_RETRIES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest rows of each query over the shards ``store_paths``, exactly as one store of them all.
+
+    Args:
+        client: a connected ``dask.distributed.Client``; shards are opened on its workers, so each
+            path must be readable where the shard's tasks run.
+        store_paths: the shards' store directories, in global id order.
+        query_f32: ``(q, d)`` float queries (or one ``(d,)`` row), normalized like the corpus.
+        k: results per query; at most the total rows are returned.
+        rescore_multiplier: the scan keeps ``k * rescore_multiplier`` global candidates to rescore.
+        threads: Numba threads per shard task on its worker; default all of the worker's cores.
+            With several workers (or worker threads) per machine, give cores divided by them.
+        workers: per shard, the worker(s) allowed to run its tasks (``workers=`` of
+            ``Client.submit``): needed when shards live on worker-local disks.
+        retries: automatic retries of a shard task that raised an exception.
+
+    Returns:
+        ``scores (q, k') float32`` descending and ``ids (q, k') int64`` global ids,
+        ``k' = min(k, total rows)``; equal scores are ordered by ascending id.
+
+    A shard that is missing or damaged raises the store's error with ``shard {i} ({path}):`` in
+    front; shards of different dimensions or int8 ranges raise ValueError naming the one that
+    differs.
+    """
+    paths = _shard_paths(store_paths)
+    queries = _as_queries(query_f32)
+    k = require_positive_k(k)
+    multiplier = require_positive_int("rescore_multiplier", rescore_multiplier)
+    if threads is not None:
+        resolve_threads(threads)
+    placements = _placements(workers, len(paths))
+    retries = _retries(retries)
+
+    def submit(function, i: int, *args):
+        return client.submit(
+            function,
+            i,
+            paths[i],
+            queries,
+            *args,
+            pure=False,
+            retries=retries,
+            workers=placements[i],
+        )
+
+    scans: list[ShardScan] = client.gather(
+        [submit(scan_shard, i, k * multiplier, threads) for i in range(len(paths))]
+    )
+    calibration = _check_shards(paths, scans, queries)
+    offsets = np.cumsum([0] + [scan.rows for scan in scans], dtype=np.int64)
+    if offsets[-1] == 0:
+        return _no_results(queries.shape[0])
+    candidates = _global_candidates(scans, offsets, k * multiplier)
+
+    flat = candidates.reshape(-1)
+    owners = np.searchsorted(offsets, flat, side="right") - 1
+    jobs = []
+    for i in range(len(paths)):
+        slots = np.flatnonzero(owners == i)
+        if slots.size:
+            rows = flat[slots] - offsets[i]
+            future = submit(score_shard, i, rows, slots, candidates.shape[1], calibration)
+            jobs.append((slots, future))
+    scores = np.empty(flat.shape, dtype=np.float32)
+    for (slots, _), shard_scores in zip(jobs, client.gather([future for _, future in jobs])):
+        scores[slots] = shard_scores
+    return top_by_score(scores.reshape(candidates.shape), candidates, min(k, candidates.shape[1]))
+
+
+def _global_candidates(scans: list[ShardScan], offsets: np.ndarray, k: int) -> np.ndarray:
+    """The global Hamming top ``min(k, n)`` ids ``(q, k') int64``: the shards' lists merged."""
+    filled = [i for i, scan in enumerate(scans) if scan.rows]
+    _, candidates = merge_sorted(
+        [scans[i].distances for i in filled],
+        [scans[i].ids + offsets[i] for i in filled],
+        min(k, int(offsets[-1])),
+        FAR_DISTANCE,
+    )
+    return candidates
+
+
+def verify(
+    client: Client,
+    store_paths: Sequence[str | PathLike[str]],
+    *,
+    workers: Sequence[Placement] | None = None,
+) -> list[int]:
+    """``CorpusStore.verify`` of every shard in parallel on the workers: bytes checked per shard.
+
+    Raises the first broken shard's :class:`~fastquant.store.StoreCorruptedError` (or other store
+    error), with ``shard {i} ({path}):`` in front of the file it names.
+    """
+    paths = _shard_paths(store_paths)
+    placements = _placements(workers, len(paths))
+    return client.gather(
+        [
+            client.submit(verify_shard, i, path, pure=False, workers=placements[i])
+            for i, path in enumerate(paths)
+        ]
+    )
+
+
+def _shard_paths(store_paths: Sequence[str | PathLike[str]]) -> list[str]:
+    if isinstance(store_paths, (str, bytes, PathLike)):
+        raise TypeError("store_paths must be a sequence of store directories, not a single path")
+    paths = [fspath(path) for path in store_paths]
+    if not paths:
+        raise ValueError("store_paths is empty: give at least one shard")
+    return paths
+
+
+def _as_queries(query_f32: Any) -> np.ndarray:
+    """``(q, d)`` float queries (or one ``(d,)`` row) as C-contiguous float32; dimension unchecked."""
+    query = to_numpy(query_f32)
+    if query.ndim == 1:
+        query = query[None, :]
+    query = require_finite_float_matrix("query_f32", query)
+    return np.ascontiguousarray(query, dtype=np.float32)
+
+
+def _placements(workers: Sequence[Placement] | None, shards: int) -> list[Placement]:
+    if workers is None:
+        return [None] * shards
+    placements = list(workers)
+    if len(placements) != shards:
+        raise ValueError(f"workers has {len(placements)} entries for {shards} shards")
+    return placements
+
+
+def _retries(retries: Any) -> int:
+    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    return int(retries)
+
+
+def _check_shards(paths: list[str], scans: list[ShardScan], queries: np.ndarray) -> str | None:
+    """Check the shards agree with each other and the queries; returns their ranges' digest."""
+    dim = scans[0].dim
+    for i, scan in enumerate(scans):
+        if scan.dim != dim:
+            raise ValueError(
+                f"shard {i} ({paths[i]}) holds {scan.dim}-d rows but shard 0 ({paths[0]}) "
+                f"{dim}-d rows: every shard must have the same dimension"
+            )
+    require_dim("query_f32", queries, dim)
+    filled = [i for i, scan in enumerate(scans) if scan.rows]
+    if not filled:
+        return None
+    first = filled[0]
+    for i in filled[1:]:
+        if scans[i].calibration != scans[first].calibration:
+            raise ValueError(
+                f"shard {i} ({paths[i]}) has int8 ranges different from shard {first} "
+                f"({paths[first]}): its scores would not compare, so shards must share one "
+                "calibration (create each with CorpusStore.create(..., ranges=...), as "
+                "fastquant.distributed.index does)"
+            )
+    return scans[first].calibration

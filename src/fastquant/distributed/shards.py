@@ -1,0 +1,155 @@
+"""What a Dask worker does for one shard: open its store once, scan its bits, score candidates.
+
+These functions run on workers and take the shard's path, never its data: each worker process
+memory-maps a store the first time it is asked for it and keeps it open (refreshed when the
+manifest is replaced by an append). Only queries and small result arrays cross the network.
+
+A store error is re-raised with the shard's index and path in front of its message, keeping its
+type (:class:`~fastquant.store.StoreNotFoundError`, :class:`~fastquant.store.StoreCorruptedError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._kernels.config import resolve_threads
+from ..quantize import Calibration, quantize_checked
+from ..search import hamming_candidates, score_int8_chunks
+from ..store import CorpusStore, StoreError
+from ..store.corpus import Snapshot
+from ..store.manifest import MANIFEST_NAME
+
+#: Open stores of this worker process: path -> (store, signature of the manifest it read).
+_open_stores: dict[str, tuple[CorpusStore, tuple[int, int, int]]] = {}
+_open_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ShardScan:
+    """One shard's answer to a scan: what it holds and, if the query fits, its Hamming top list.
+
+    ``distances (q, k_s) int32`` ascending and ``ids (q, k_s) int64`` local row ids, ties by
+    ascending id, ``k_s = min(k, rows)``; both None for an empty shard or when the queries'
+    dimension is not ``dim``.
+    """
+
+    dim: int
+    rows: int
+    calibration: str | None
+    distances: np.ndarray | None
+    ids: np.ndarray | None
+
+
+def calibration_digest(calibration: Calibration | None) -> str | None:
+    """A digest of the int8 ranges, equal for two shards exactly when their ranges are equal."""
+    if calibration is None:
+        return None
+    return hashlib.blake2b(calibration.ranges.tobytes(), digest_size=16).hexdigest()
+
+
+@contextmanager
+def naming_shard(index: int, path: str) -> Iterator[None]:
+    """Re-raise store and file-system errors with ``shard {index} ({path}):`` before the message."""
+    try:
+        yield
+    except (StoreError, OSError) as error:
+        raise type(error)(f"shard {index} ({path}): {error}") from error
+
+
+def open_shard(path: str) -> CorpusStore:
+    """This worker's open store at ``path``, refreshed if its manifest was replaced since."""
+    try:
+        status = os.stat(Path(path) / MANIFEST_NAME)
+    except OSError:
+        with _open_lock:
+            _open_stores.pop(path, None)
+        return CorpusStore.open(path)  # raises the store's own error, naming what is missing
+    signature = (status.st_ino, status.st_mtime_ns, status.st_size)
+    with _open_lock:
+        cached = _open_stores.pop(path, None)
+        if cached is None:
+            store = CorpusStore.open(path)
+        else:
+            store = cached[0]
+            if cached[1] != signature:
+                store.refresh()
+        _open_stores[path] = (store, signature)
+        return store
+
+
+def _snapshot(index: int, path: str) -> Snapshot:
+    """The committed state of shard ``index`` at ``path`` this call works on, start to end."""
+    with naming_shard(index, path):
+        return open_shard(path).snapshot
+
+
+def scan_shard(
+    index: int, path: str, queries: np.ndarray, k: int, threads: int | None
+) -> ShardScan:
+    """Hamming top ``k`` of shard ``index`` for ``queries (q, d) float32`` (see :class:`ShardScan`)."""
+    snapshot = _snapshot(index, path)
+    manifest = snapshot.manifest
+    rows = int(snapshot.offsets[-1])
+    calibration = calibration_digest(snapshot.calibration)
+    if queries.shape[1] != manifest.dim or rows == 0:
+        return ShardScan(manifest.dim, rows, calibration, None, None)
+    distances, ids = hamming_candidates(
+        snapshot.bits,
+        snapshot.offsets,
+        quantize_checked(queries, "ubinary", None),
+        k,
+        "numba",
+        resolve_threads(threads),
+    )
+    return ShardScan(manifest.dim, rows, calibration, distances, ids)
+
+
+def score_shard(
+    index: int,
+    path: str,
+    queries: np.ndarray,
+    rows: np.ndarray,
+    slots: np.ndarray,
+    per_query: int,
+    calibration: str,
+) -> np.ndarray:
+    """Int8 scores of (query, row) pairs of shard ``index``: ``(s,) float32``.
+
+    Pair ``j`` is local row ``rows[j]`` and query ``slots[j] // per_query`` of ``queries (q, d)
+    float32``; ``slots`` are positions in the ``(q, per_query)`` candidate matrix of the whole
+    search. Scored with the kernel and query preparation of ``CorpusStore.search``, so a row
+    gets the score the store would give it. ``calibration`` is the digest the scan reported.
+    """
+    snapshot = _snapshot(index, path)
+    if (
+        calibration_digest(snapshot.calibration) != calibration
+        or rows.max() >= snapshot.offsets[-1]
+    ):
+        raise RuntimeError(
+            f"shard {index} ({path}) was replaced during the search: it no longer holds the rows "
+            "or int8 ranges its scan reported"
+        )
+    candidates = np.full(queries.shape[0] * per_query, -1, dtype=np.int64)
+    candidates[slots] = rows  # slots left at -1 belong to other shards and are skipped
+    scores = score_int8_chunks(
+        queries,
+        snapshot.codes,
+        snapshot.offsets,
+        snapshot.calibration,
+        candidates.reshape(-1, per_query),
+    )
+    return scores.reshape(-1)[slots]
+
+
+def verify_shard(index: int, path: str) -> int:
+    """``CorpusStore.verify`` of shard ``index``: bytes checked; errors name the shard."""
+    with naming_shard(index, path):
+        return open_shard(path).verify()
