@@ -201,3 +201,59 @@ def test_serve_defaults_to_the_demo_store(tmp_path, monkeypatch):
     assert demo_path.name == "medicines-wordllama-v1" and demo_options["port"] == 7999
     assert demo_options["model"].name == "wordllama" and demo_options["title"] == "Medicine search"
     assert path == str(tmp_path / "store") and options["host"] == "0.0.0.0"
+
+
+def test_verify_checks_the_records_and_their_description(tmp_path, medicines_csv, capsys):
+    store = tmp_path / "store"
+    main(index_args(medicines_csv, store, "--text-column", "Uses"))
+    (store / "records" / "index.json").write_text("{not json")
+    capsys.readouterr()
+    assert main(["verify", str(store)]) == 1
+    assert "index.json" in capsys.readouterr().err
+    (store / "records" / "index.json").unlink()
+    assert main(["verify", str(store)]) == 1
+    assert "index.json is missing" in capsys.readouterr().err
+    for part in (store / "records").iterdir():
+        part.unlink()
+    (store / "records").rmdir()
+    assert main(["verify", str(store)]) == 0  # a store of embeddings only: nothing to check
+
+
+def test_json_output_holds_any_column_type(tmp_path, capsys):
+    import datetime
+
+    import pyarrow as pa
+
+    rows = [
+        {
+            "text": f"doc {i}",
+            "when": datetime.datetime(2020, 1, i + 1),
+            "blob": b"\x00\xff",
+            "score": float("nan") if i == 0 else 0.5,
+            "year": 2020,
+        }
+        for i in range(5)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rich.parquet")
+    main(index_args(tmp_path / "rich.parquet", tmp_path / "store", "--text-column", "text"))
+    capsys.readouterr()
+    argv = ["search", str(tmp_path / "store"), "doc 0", "-k", "5", "--json"]
+    assert main(argv) == 0
+    hits = json.loads(capsys.readouterr().out)[0]["hits"]
+    by_text = {hit["record"]["text"]: hit["record"] for hit in hits}
+    assert by_text["doc 0"] == {
+        "text": "doc 0",
+        "when": "2020-01-01T00:00:00",
+        "blob": "00ff",
+        "score": None,
+        "year": 2020,
+    }
+    assert main([*argv, "--fields", "text,year"]) == 0
+    hits = json.loads(capsys.readouterr().out)[0]["hits"]
+    assert all(set(hit["record"]) == {"text", "year"} for hit in hits)
+
+
+def test_a_file_in_place_of_a_store_is_named(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["info", str(tmp_path / "afile")]) == 1
+    assert "afile is a file, not a fastquant store directory" in capsys.readouterr().err

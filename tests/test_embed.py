@@ -231,3 +231,29 @@ def test_wordllama_encoder_is_offline_normalized_float32():
     vectors = encoder.encode(["aspirin for headache", "antibiotic for infection"])
     assert encoder.dim == 256 and vectors.shape == (2, 256) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
+
+
+def test_resuming_from_a_changed_input_is_refused(tmp_path):
+    options = {"text_column": "title", "model": HashEncoder(), "progress": False}
+    index_file(write_parquet(tmp_path, 30), tmp_path / "store", **options)
+    changed = tmp_path / "changed.parquet"
+    table = pq.read_table(write_parquet(tmp_path, 60))
+    pq.write_table(table.take(list(range(59, -1, -1))), changed)  # same columns, other order
+    with pytest.raises(InputError, match="row 29 of .*changed.parquet differs from the record"):
+        index_file(changed, tmp_path / "store", **options)
+    with pytest.raises(InputError, match="holds 30 rows but .* has only 20 to index"):
+        index_file(write_parquet(tmp_path, 20), tmp_path / "store", **options)
+    with CorpusStore.open(tmp_path / "store") as store:
+        assert len(store) == 30
+
+
+def test_empty_texts_embed_to_zero_vectors_not_nan(tmp_path):
+    file = tmp_path / "gaps.csv"
+    file.write_text("id,body\n1,hello world\n2,\n3,   \n4,foo bar\n")
+    report = index_file(
+        file, tmp_path / "store", text_column="body", model="wordllama", progress=False
+    )
+    assert report.rows_total == 4
+    with TextIndex.open(tmp_path / "store") as text_index:
+        (result,) = text_index.search("", k=4)
+        assert len(result.hits) == 4

@@ -122,3 +122,87 @@ def test_records_damage_is_reported_with_the_file(tmp_path):
     first.unlink()
     with pytest.raises(StoreCorruptedError, match="records 0 to 3 are missing"):
         RecordLog(tmp_path)
+
+
+def test_csv_values_may_span_lines_across_read_blocks(tmp_path):
+    import csv
+
+    file = tmp_path / "multiline.csv"
+    with open(file, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text"])
+        writer.writerows([i, f'line one {i}\nline, two "{i}"'] for i in range(40_000))
+    assert file.stat().st_size > 1 << 20  # spans more than one 1 MiB read block
+    source = TextSource(file)
+    assert source.count_rows() == 40_000
+    texts = [
+        t
+        for b in source.batches(4096)
+        for t in TextRecipe(source.columns, text_column="text").texts(b)
+    ]
+    assert texts[39_999] == 'line one 39999\nline, two "39999"'
+
+
+def test_jsonl_values_are_kept_as_written(tmp_path):
+    lines = [{"text": "a", "date": "2020-01-02", "n": 1}, {"text": "b", "n": 1.5, "note": None}]
+    lines += [{"text": f"t{i}", "n": i} for i in range(5000)]
+    lines.append({"text": "late", "extra": {"nested": [1, 2]}})  # a key first seen at the end
+    file = tmp_path / "data.jsonl"
+    file.write_text("\n".join(json.dumps(r) for r in lines) + "\n\n")
+    source = TextSource(file)
+    assert source.columns == ["text", "date", "n", "note", "extra"]
+    assert source.count_rows() == len(lines)
+    rows = [r for b in source.batches(1000) for r in b.to_pylist()]
+    assert rows[0] == {"text": "a", "date": "2020-01-02", "n": "1", "note": None, "extra": None}
+    assert rows[1]["n"] == "1.5" and rows[-1]["extra"] == '{"nested": [1, 2]}'
+    (tmp_path / "bad.jsonl").write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(InputError, match="line 2 is not a JSON object"):
+        TextSource(tmp_path / "bad.jsonl")
+    (tmp_path / "broken.jsonl").write_text('{"a": 1}\n{"a": \n')
+    with pytest.raises(InputError, match="line 2 is not JSON"):
+        TextSource(tmp_path / "broken.jsonl")
+
+
+def test_repeated_column_names_are_refused(tmp_path):
+    (tmp_path / "dup.csv").write_text("a,a,text\n1,2,x\n")
+    with pytest.raises(InputError, match="repeats the column name\\(s\\) 'a'"):
+        TextSource(tmp_path / "dup.csv")
+
+
+def test_column_names_are_taken_whole(tmp_path):
+    rows = [{"user.name": "ann", "{x}": "braced", "0": "zero", "list[1]": "idx"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "odd.parquet")
+    source = TextSource(tmp_path / "odd.parquet")
+    batch = next(source.batches(10))
+    assert TextRecipe(source.columns, text_column="{x}").texts(batch) == ["braced"]
+    recipe = TextRecipe(source.columns, template="{user.name} / {0} / {list[1]}")
+    assert recipe.texts(batch) == ["ann / zero / idx"]
+    for template, message in [
+        ("{}{0}", "empty"),
+        ("{0:d}", "format spec"),
+        ("{0!r}", "format spec"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            TextRecipe(source.columns, template=template)
+
+
+def test_a_damaged_records_file_is_an_error_not_a_crash(tmp_path):
+    """Arrow trusts its files: unvalidated, a flipped byte can crash the process."""
+    import subprocess
+    import sys
+
+    log = RecordLog(tmp_path)
+    log.write(0, pa.RecordBatch.from_pylist([{"text": f"value {i}" * 3} for i in range(50)]))
+    (part,) = (tmp_path / "records").iterdir()
+    original = part.read_bytes()
+    script = (
+        "import sys\nfrom fastquant.records import RecordLog\nfrom fastquant.store import "
+        "StoreCorruptedError\ntry:\n    RecordLog(sys.argv[1]).get(range(50))\n"
+        "except StoreCorruptedError:\n    pass\n"
+    )
+    for offset in range(300, min(len(original), 700), 11):
+        damaged = bytearray(original)
+        damaged[offset] = 0xFF
+        part.write_bytes(bytes(damaged))
+        run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True)
+        assert run.returncode == 0, (offset, run.returncode, run.stderr.decode()[-300:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,8 @@ def search(args: argparse.Namespace) -> int:
         )
         fields = _pick_fields(text_index.fields, args.fields)
     if args.json:
-        print(json.dumps([_result_json(result) for result in results], ensure_ascii=False))
+        output = [_result_json(result, fields) for result in results]
+        print(json.dumps(output, ensure_ascii=False, default=_jsonable, allow_nan=False))
     else:
         for result in results:
             _print_results(result, fields, len(text_index))
@@ -83,16 +85,35 @@ def _pick_fields(available: list[str], wanted: str | None) -> list[str]:
     return fields
 
 
-def _result_json(result) -> dict:
+def _result_json(result, fields: list[str]) -> dict:
     return {
         "query": result.query,
         "seconds_embedding": result.seconds_embedding,
         "seconds_search": result.seconds_search,
         "hits": [
-            {"rank": hit.rank, "id": hit.id, "score": hit.score, "record": hit.record}
+            {
+                "rank": hit.rank,
+                "id": hit.id,
+                "score": hit.score,
+                "record": {name: _finite(hit.record.get(name)) for name in fields},
+            }
             for hit in result.hits
         ],
     }
+
+
+def _finite(value: object) -> object:
+    """NaN and infinities (which JSON cannot hold) as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _jsonable(value: object) -> object:
+    """Record values JSON has no type for: dates as ISO text, bytes as hex, the rest as text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return str(value)
 
 
 def _print_results(result, fields: list[str], rows: int) -> None:
@@ -180,6 +201,7 @@ def _bytes_by_kind(path: Path) -> dict[str, int]:
 
 def verify(args: argparse.Namespace) -> int:
     """Check every committed byte of a store (and its records) against its checksum."""
+    from .embed import INDEX_META, read_index_meta
     from .records import RecordLog
     from .store import CorpusStore, StoreCorruptedError
 
@@ -187,8 +209,11 @@ def verify(args: argparse.Namespace) -> int:
     with CorpusStore.open(args.store) as store:
         checked = store.verify()
         rows = len(store)
+    meta = read_index_meta(args.store)  # a damaged index.json raises, naming it
     records = RecordLog(args.store)
-    if len(records):
+    if meta is None and len(records):
+        raise StoreCorruptedError(f"{records.path / INDEX_META} is missing")
+    if meta is not None:
         if len(records) < rows:
             raise StoreCorruptedError(
                 f"{records.path} holds {len(records):,} records for {rows:,} rows"

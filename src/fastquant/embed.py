@@ -127,6 +127,7 @@ def index_file(
     writer = _Writer(store_path, store, encoder, recipe, source, start, chunk_rows)
     done = len(writer)
     if done:
+        _check_same_input(writer, source, start, done, total)
         say(f"resuming: {done:,} of {total:,} rows are already in {store_path}")
     bar = _Progress(progress, total, done)
     pending: list[tuple[Any, np.ndarray]] = []  # embedded, not yet committed
@@ -170,6 +171,27 @@ def index_file(
         seconds_embedding=writer.seconds_embedding,
         seconds_storing=writer.seconds_storing,
     )
+
+
+def _check_same_input(
+    writer: _Writer, source: TextSource, start: int, done: int, total: int
+) -> None:
+    """Refuse to resume from an input that is not the one the store's rows came from."""
+    if done > total:
+        writer.store.close()
+        raise InputError(
+            f"{writer.store_path} holds {done:,} rows but {source.path} has only {total:,} to "
+            "index: it is not the input the store was built from"
+        )
+    (last_input,) = next(source.batches(1, start + done - 1, start + done)).to_pylist()
+    (last_stored,) = writer.records.get([done - 1])
+    if last_input != last_stored:
+        writer.store.close()
+        raise InputError(
+            f"row {start + done - 1:,} of {source.path} differs from the record stored for it in "
+            f"{writer.store_path}: the input changed since it was indexed; index it into a new "
+            "directory"
+        )
 
 
 def _row_range(rows: tuple[int, int | None] | None) -> tuple[int, int | None]:

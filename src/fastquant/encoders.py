@@ -108,8 +108,12 @@ class WordLlamaEncoder:
         self.name, self.dim = "wordllama", _WORDLLAMA_DIM
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.embed(list(texts), norm=True)
-        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+        vectors = np.array(self._model.embed(list(texts), norm=False), dtype=np.float32)
+        vectors = vectors.reshape(len(texts), self.dim)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        # an empty text has no tokens and embeds to zeros: keep it zero rather than divide by 0
+        np.divide(vectors, norms, out=vectors, where=norms > 0)
+        return vectors
 
 
 def minilm_folder() -> Path:

@@ -31,6 +31,7 @@ class RecordLog:
         self.path = Path(store_path) / RECORDS_DIR
         self._starts: list[int] = []
         self._parts: list[tuple[int, int, str]] = []  # (first id, rows, crc) sorted by first id
+        self._validated: set[tuple[int, int, str]] = set()
         self.reload()
 
     def reload(self) -> None:
@@ -116,13 +117,17 @@ class RecordLog:
         return out
 
     def _batch(self, part: tuple[int, int, str]) -> pa.RecordBatch:
+        """The records of ``part``, checked once per object (a damaged file could crash Arrow)."""
         file = self._file(part)
         try:
             batch = _reader(str(file)).get_batch(0)
-        except (pa.ArrowException, OSError) as error:
+            if part not in self._validated:
+                batch.validate(full=True)
+        except (pa.ArrowException, OSError, ValueError, SystemError) as error:
             raise StoreCorruptedError(f"cannot read records file {file}: {error}") from error
         if batch.num_rows != part[1]:
             raise StoreCorruptedError(f"{file} holds {batch.num_rows} records, expected {part[1]}")
+        self._validated.add(part)
         return batch
 
     def verify(self) -> int:

@@ -24,14 +24,18 @@ def render_table(
     """
     width = width or shutil.get_terminal_size((120, 24)).columns
     cells = [[_one_line(value) for value in row] for row in rows]
-    numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(header))]
+    numeric = [
+        all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in rows)
+        for i in range(len(header))
+    ]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(header)]
     budget = width - 2 * (len(header) - 1)
+    floors = [min(w, max(len(h), 8)) for w, h in zip(widths, header)]
     while sum(widths) > budget:
-        widest = max(range(len(widths)), key=widths.__getitem__)
-        if widths[widest] <= max(len(header[widest]), 8):
+        shrinkable = [i for i in range(len(widths)) if widths[i] > floors[i]]
+        if not shrinkable:
             break
-        widths[widest] -= 1
+        widths[max(shrinkable, key=widths.__getitem__)] -= 1
     lines = []
     for row in [list(header), *cells]:
         parts = []
@@ -46,6 +50,4 @@ def render_table(
 def _one_line(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
-    if isinstance(value, int):
-        return f"{value:,}"
     return " ".join(str("" if value is None else value).split())

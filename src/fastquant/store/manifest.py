@@ -95,6 +95,8 @@ def read_manifest(path: Path) -> Manifest:
         raise StoreCorruptedError(f"{file} is corrupted: not UTF-8 text ({error})") from error
     except IsADirectoryError:
         raise StoreCorruptedError(f"{file} is a directory, not the store's manifest") from None
+    except NotADirectoryError:
+        raise StoreNotFoundError(f"{path} is a file, not a fastquant store directory") from None
     except FileNotFoundError:
         if path.is_dir():
             raise StoreNotFoundError(
