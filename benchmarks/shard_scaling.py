@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from distributed import Client, LocalCluster
 
+from conftest import machine_info
 from fastquant import CorpusStore
 from fastquant import distributed as fqd
 from fastquant.rescore import top_by_score
@@ -194,21 +195,9 @@ def _timed(engines: dict, batch: int, calls: int, rounds: int) -> dict:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import dask
 
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "dask": dask.__version__,
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-    }
+    return machine_info() | {"python": platform.python_version(), "dask": dask.__version__}
 
 
 def markdown(report: dict) -> str:
