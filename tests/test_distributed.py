@@ -222,9 +222,11 @@ def test_corrupted_shard(client, two_shards):
     paths, queries = two_shards
     # Damaged before any worker maps it: a mapped file cut short would crash its reader.
     codes = paths[1] / "chunks" / "000000.codes"
+    intact = codes.read_bytes()
     os.truncate(codes, codes.stat().st_size - 1)
     with pytest.raises(StoreCorruptedError, match=rf"shard 1 \({paths[1]}\).*truncated"):
         distributed.search(client, paths, queries, 5)
+    codes.write_bytes(intact)  # one broken shard at a time: the first error to arrive is raised
     (paths[0] / "manifest.json").write_text("{not json")
     with pytest.raises(StoreCorruptedError, match=rf"shard 0 \({paths[0]}\)"):
         distributed.search(client, paths, queries, 5)

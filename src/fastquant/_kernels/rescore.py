@@ -19,9 +19,14 @@ from .hints import prefetch_ahead
 from .topk import EMPTY_ID, heap_replace_root, merge_heaps, sort_pairs
 
 
-@njit(**FASTMATH_KERNEL)
+@njit(**KERNEL)
 def _prepare_query(query, starts, steps, scaled):
-    """Write ``query * steps`` into ``scaled (d,) float32``; return the per-query constant."""
+    """Write ``query * steps`` into ``scaled (d,) float32``; return the per-query constant.
+
+    No fastmath: with reassociation allowed, the constant's last bit differed between a process
+    that compiled this kernel and one that loaded it from the cache (sharded searches compare
+    scores across processes). It runs once per query, so its speed does not matter.
+    """
     constant = np.float32(0.0)
     total_scaled = np.float32(0.0)
     for j in range(query.shape[0]):
@@ -39,7 +44,7 @@ def _dot_codes(scaled, codes_row):
     return acc
 
 
-@njit(**FASTMATH_KERNEL)
+@njit(**KERNEL)
 def prepare_queries(queries, starts, steps, scaled, constants):
     """``scaled (q, d) float32`` = ``queries * steps``; ``constants (q,) float32`` the per-query terms."""
     for qi in range(queries.shape[0]):
