@@ -9,7 +9,8 @@ Each model indexes the bundled medicines (template ``demo.MEDICINE_TEMPLATE``, b
 int8 ranges from the first 2,048 rows) into a fresh store, in this process, with the machine's
 threads. ``index_file`` times its phases separately: reading the parquet, embedding, and storing
 (writing the records, quantizing, appending with fsync and committing). The issue's budget is
-storing <= 5% of embedding time. Writes ``pipeline.json`` and ``.md`` to ``--results-dir``.
+storing <= 5% of embedding time. The model and the compiled kernels are loaded before the clock
+starts (both once per process). Writes ``pipeline.json`` and ``.md`` to ``--results-dir``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from conftest import machine_info
+from fastquant import Calibration, quantize_embeddings
 from fastquant.data import medicine_parquet
 from fastquant.demo import MEDICINE_TEMPLATE
 from fastquant.embed import index_file
@@ -37,7 +39,10 @@ def run(model: str, rows: int, work: Path) -> dict[str, object]:
     source = work / f"medicines-{rows}.parquet"
     if not source.exists():
         pq.write_table(pq.read_table(medicine_parquet()).slice(0, rows), source)
-    encoder = load_encoder(model)  # loading the model is not indexing time
+    encoder = load_encoder(model)  # loading the model is not indexing time, nor is loading
+    sample = encoder.encode(["warm-up", "kernels"])  # the compiled quantization kernels (~0.3 s,
+    Calibration.from_embeddings(sample).quantize(sample)  # once per process)
+    quantize_embeddings(sample, "ubinary")
     report = index_file(
         source,
         work / f"store-{model}-{rows}",
