@@ -1,6 +1,6 @@
 """fastquant: quantized embedding search from the command line.
 
-Commands: index, search, info, verify, demo, serve, bench (``fastquant COMMAND --help``).
+Commands: index, search, info, verify, demo, serve, bench (`fastquant COMMAND --help`).
 """
 
 from __future__ import annotations
