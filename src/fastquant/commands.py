@@ -214,10 +214,7 @@ def verify(args: argparse.Namespace) -> int:
     if meta is None and len(records):
         raise StoreCorruptedError(f"{records.path / INDEX_META} is missing")
     if meta is not None:
-        if len(records) < rows:
-            raise StoreCorruptedError(
-                f"{records.path} holds {len(records):,} records for {rows:,} rows"
-            )
+        records.require_rows(rows)
         checked += records.verify()
     print(
         f"ok: {rows:,} rows, {human_bytes(checked)} checked in {time.perf_counter() - started:.1f} s"

@@ -298,11 +298,7 @@ class _Writer:
         if read_index_meta(self.store_path) is None:
             _write_index_meta(self.store_path, self.meta)
         self.records.truncate(len(self.store))
-        if len(self.records) < len(self.store):
-            raise StoreCorruptedError(
-                f"{self.records.path} holds {len(self.records):,} records for "
-                f"{len(self.store):,} rows"
-            )
+        self.records.require_rows(len(self.store))
 
     def create(self, ranges: Any | None, pending: list[tuple[Any, np.ndarray]]) -> str:
         """Create the store, calibrated on ``ranges`` or the ``pending`` embeddings; a notice."""

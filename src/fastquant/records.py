@@ -104,6 +104,11 @@ class RecordLog:
             if ".tmp-" in entry:
                 (self.path / entry).unlink(missing_ok=True)
 
+    def require_rows(self, rows: int) -> None:
+        """Raise :class:`StoreCorruptedError` unless there is a record for each of ``rows`` rows."""
+        if len(self) < rows:
+            raise StoreCorruptedError(f"{self.path} holds {len(self):,} records for {rows:,} rows")
+
     def get(self, ids: Sequence[int]) -> list[dict[str, object]]:
         """The records of ``ids`` as ``{column: value}``, in order; ids must be below ``len(self)``."""
         out = []

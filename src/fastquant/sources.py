@@ -213,7 +213,7 @@ class TextRecipe:
         if (text_column is None) == (template is None):
             raise InputError("give either a text column or a template, not both or neither")
         if template is not None:
-            fields = _template_fields(template)
+            fields = template_fields(template)
         else:
             fields = [text_column]
         unknown = sorted(set(fields) - set(columns))
@@ -254,7 +254,7 @@ class _WholeNameFormatter(string.Formatter):
 _WHOLE_NAMES = _WholeNameFormatter()
 
 
-def _template_fields(template: str) -> list[str]:
+def template_fields(template: str) -> list[str]:
     """The column names ``template`` uses; raises InputError for fields it cannot fill."""
     try:
         parts = list(_WHOLE_NAMES.parse(template))

@@ -43,10 +43,7 @@ class TextIndex:
     def __init__(self, store: CorpusStore, meta: dict, encoder: Encoder | None) -> None:
         self.store, self.meta, self._encoder = store, meta, encoder
         self.records = RecordLog(store.path)
-        if len(self.records) < len(store):
-            raise StoreCorruptedError(
-                f"{self.records.path} holds {len(self.records):,} records for {len(store):,} rows"
-            )
+        self.records.require_rows(len(store))
 
     @classmethod
     def open(

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .encoders import Encoder, load_encoder
+from .sources import template_fields
 from .texts import TextIndex, TextResults
 
 if TYPE_CHECKING:
@@ -40,8 +41,7 @@ def query_fields(text_recipe: Mapping[str, str]) -> list[str]:
     """
     if "column" in text_recipe:
         return [text_recipe["column"]]
-    fields = [name for _, name, _, _ in string.Formatter().parse(text_recipe["template"]) if name]
-    return list(dict.fromkeys(fields))
+    return list(dict.fromkeys(template_fields(text_recipe["template"])))
 
 
 def combine_query(text_recipe: Mapping[str, str], values: Mapping[str, str]) -> str:
