@@ -100,6 +100,15 @@ def require_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def require_calibration_rows(name: str, rows: int) -> None:
+    """int8 ranges need at least two rows to calibrate on (one row has no spread)."""
+    if rows < 2:
+        raise ValueError(
+            f"cannot compute int8 ranges from {name} of {rows} row(s): at least two rows are "
+            "needed; give ranges or calibration embeddings from a representative set instead"
+        )
+
+
 def require_positive_k(k: Any) -> int:
     """``k`` as a positive Python int (see ``require_positive_int``)."""
     return require_positive_int("k", k)
