@@ -138,7 +138,9 @@ def engines(corpus: Corpus, threads: int) -> dict[str, Callable[[np.ndarray], np
         return hamming_topk(c.bits, query_bits, k, threads=threads)[1]
 
     def binary_int8(queries: np.ndarray) -> np.ndarray:
-        return rescore_int8(queries, c.codes, binary(queries, K * MULTIPLIER), c.calibration, K)[1]
+        return rescore_int8(
+            c.codes, queries, binary(queries, K * MULTIPLIER), K, calibration=c.calibration
+        )[1]
 
     def faiss_binary_numpy(queries: np.ndarray) -> np.ndarray:
         _, ids = c.binary_index.search(quantize_embeddings(queries, "ubinary"), K * MULTIPLIER)
@@ -151,7 +153,7 @@ def engines(corpus: Corpus, threads: int) -> dict[str, Callable[[np.ndarray], np
         "float32": lambda q: c.flat.search(q, K)[1],
         "faiss-sq8": lambda q: c.sq8.search(q, K)[1],
         "usearch-i8": usearch_i8,
-        "int8": lambda q: int8_topk(q, c.codes, c.calibration, K, threads=threads)[1],
+        "int8": lambda q: int8_topk(c.codes, q, K, calibration=c.calibration, threads=threads)[1],
         "binary": binary,
         "binary+int8 x4": binary_int8,
         "faiss-binary+numpy x4": faiss_binary_numpy,

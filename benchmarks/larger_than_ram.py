@@ -19,7 +19,7 @@ multiplier 4, 2 threads, and measures per query:
   the whole bits (256 MB) and its 40 candidate rows from disk; ``read-bits`` reads the bits
   files sequentially after the same eviction, the disk's limit for that scan;
 - ``cold-codes``: only the int8 codes dropped: a warm scan plus 40 rows fetched from disk;
-- ``cold-rescore``: only the rescoring step (``rescore_int8_chunks``) after dropping the codes;
+- ``cold-rescore``: only the rescoring step (``fastquant._engine.score_int8``) after dropping the codes;
 
 the cold ones with ``prefetch=True`` (``madvise(MADV_WILLNEED)`` of the candidates' pages) and
 ``prefetch=False``, alternating query by query, each with its major page faults. Memory: peak
@@ -111,8 +111,8 @@ class _Searcher:
         self.queries = queries
         # The mapped chunks: to evict them, check their residency and rescore from them.
         self.snapshot = self.store.snapshot
-        self.bits = list(self.snapshot.bits)
-        self.codes = [chunk.array for chunk in self.snapshot.codes]
+        self.bits = list(self.snapshot.corpus.bits)
+        self.codes = list(self.snapshot.corpus.codes)
         self.bit_files, self.code_files = chunk_files(path, ".bits"), chunk_files(path, ".codes")
 
     def search(self, i: int, prefetch: bool = True) -> np.ndarray:
@@ -124,19 +124,12 @@ class _Searcher:
 
     def rescore(self, i: int, candidates: np.ndarray, prefetch: bool) -> np.ndarray:
         """Only the int8 rescoring of query ``i``'s ``candidates (c,)``, as ``search`` does it."""
-        from fastquant.search import rescore_int8_chunks
+        from fastquant._engine import score_int8, top_by_score
 
-        s = self.snapshot
-        _, ids = rescore_int8_chunks(
-            self.queries[i : i + 1],
-            s.codes,
-            s.offsets,
-            s.calibration,
-            candidates[None],
-            K,
-            prefetch=prefetch,
+        scores = score_int8(
+            self.snapshot.corpus, self.queries[i : i + 1], candidates[None], prefetch=prefetch
         )
-        return ids[0]
+        return top_by_score(scores, candidates[None], K)[1][0]
 
     def evict(self, codes_only: bool) -> float:
         """Drop the codes (and unless ``codes_only`` the bits) from memory; returns what stayed."""

@@ -52,8 +52,7 @@ from distributed import Client, LocalCluster
 from conftest import machine_info
 from fastquant import CorpusStore
 from fastquant import distributed as fqd
-from fastquant.rescore import top_by_score
-from fastquant.search import FAR_DISTANCE, merge_sorted
+from fastquant._engine import FAR_DISTANCE, merge_sorted, top_by_score
 from rounds import alternate_calls
 from synthetic import build_store, corpus_slice, noisy_queries
 

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 
 from fastquant import Calibration, CorpusStore, hamming_topk, quantize_embeddings, rescore_int8
+from fastquant._engine import score_int8, top_by_score
 from fastquant.quantize import quantize_checked
-from fastquant.search import rescore_int8_chunks
 from fastquant.store.corpus import APPEND_SLICE_ROWS
-from fastquant.validation import require_finite_float_matrix
+from fastquant.validation import as_embeddings
 from rounds import alternate, alternate_calls
 from synthetic import batches, build_store, noisy_queries
 
@@ -52,13 +52,13 @@ def store_1024(tmp_path_factory: pytest.TempPathFactory, corpus_rows: int):
 @pytest.fixture(scope="session")
 def bits_in_ram(store_1024: CorpusStore) -> np.ndarray:
     """The store's packed bits as one in-memory ``(n, 128) uint8`` array."""
-    return np.concatenate([np.asarray(chunk) for chunk in store_1024.snapshot.bits])
+    return np.concatenate([np.asarray(chunk) for chunk in store_1024.snapshot.corpus.bits])
 
 
 @pytest.fixture(scope="session")
 def codes_in_ram(store_1024: CorpusStore) -> np.ndarray:
     """The store's int8 codes as one in-memory ``(n, 1024) int8`` array (1 GB at 1M rows)."""
-    return np.concatenate([chunk.array for chunk in store_1024.snapshot.codes])
+    return np.concatenate(store_1024.snapshot.corpus.codes)
 
 
 def _dequantized_scores(
@@ -76,7 +76,7 @@ def test_warm_rescoring(benchmark, store_1024, bits_in_ram, codes_in_ram, quick)
     """Per query: rescore 40 Hamming candidates (k 10 x 4) of a 1024-d query from warm int8 codes.
 
     ``public-in-ram``: ``fastquant.rescore_int8`` on the codes copied into one in-memory array.
-    ``store``, ``store-no-prefetch``: ``rescore_int8_chunks`` on the store's memory-mapped chunks,
+    ``store``, ``store-no-prefetch``: ``fastquant._engine.score_int8`` on the store's memory-mapped chunks,
     with and without the ``madvise(WILLNEED)`` of the candidate rows. 1,000 queries (40 MB of
     candidate rows, more than the 32 MiB L3), each scored alone (batch 1).
     """
@@ -88,18 +88,15 @@ def test_warm_rescoring(benchmark, store_1024, bits_in_ram, codes_in_ram, quick)
     )
 
     def public(i: int):
-        return rescore_int8(queries[i], codes_in_ram, candidates[i], calibration, k=K)
+        return rescore_int8(
+            codes_in_ram, queries[i], candidates[i], K, calibration=calibration, threads=1
+        )
 
     def store(i: int, prefetch: bool = True):
-        return rescore_int8_chunks(
-            queries[i : i + 1],
-            snapshot.codes,
-            snapshot.offsets,
-            calibration,
-            candidates[i : i + 1],
-            K,
-            prefetch=prefetch,
+        scores = score_int8(
+            snapshot.corpus, queries[i : i + 1], candidates[i : i + 1], prefetch=prefetch
         )
+        return top_by_score(scores, candidates[i : i + 1], K)
 
     for i in range(n_queries):
         expected = public(i)
@@ -173,7 +170,7 @@ def test_search_vs_kernel(benchmark, store_1024, bits_in_ram, codes_in_ram, quic
 
     for q, qb in zip(queries, query_bits):
         dist, candidates = kernel(qb)
-        expected = rescore_int8(q, codes_in_ram, candidates, store_1024.calibration, k=K)
+        expected = rescore_int8(codes_in_ram, q, candidates, K, calibration=store_1024.calibration)
         for got in (
             store_1024.search(q, K, threads=THREADS),
             memory_store.search(q, K, threads=THREADS),
@@ -232,7 +229,7 @@ def test_append_throughput(benchmark, tmp_path, corpus_rows, quick):
 
     def quantize_only():  # what append computes before writing: checks, ranges, both codes
         for batch in data:
-            require_finite_float_matrix("embeddings_f32", batch)
+            as_embeddings("embeddings_f32", batch, 2)
         calibration = Calibration.from_embeddings(data[0])
         return [
             (quantize_checked(rows, "ubinary", None), quantize_checked(rows, "int8", calibration))
@@ -247,11 +244,11 @@ def test_append_throughput(benchmark, tmp_path, corpus_rows, quick):
     store = append_all()
     assert len(store) == corpus_rows
     assert np.array_equal(
-        np.concatenate([np.asarray(c) for c in store.snapshot.bits]),
+        np.concatenate([np.asarray(c) for c in store.snapshot.corpus.bits]),
         np.concatenate([bits for bits, _ in quantized]),
     )
     assert np.array_equal(
-        np.concatenate([c.array for c in store.snapshot.codes]),
+        np.concatenate(store.snapshot.corpus.codes),
         np.concatenate([codes for _, codes in quantized]),
     )
     assert store.verify() == corpus_rows * (APPEND_DIM + APPEND_DIM // 8)

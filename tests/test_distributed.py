@@ -264,7 +264,7 @@ def test_bad_input(client, two_shards):
         distributed.search(client, paths, nan, 5)
     with pytest.raises(ValueError, match=f"query_f32 has dimension {DIM - 1}, expected {DIM}"):
         distributed.search(client, paths, queries[:, :-1], 5)
-    with pytest.raises(ValueError, match="float embeddings"):
+    with pytest.raises(TypeError, match="float embeddings"):
         distributed.search(client, paths, queries.astype(np.int32), 5)
     with pytest.raises(ValueError, match="k must be positive"):
         distributed.search(client, paths, queries, 0)
@@ -368,8 +368,8 @@ def shard_rows(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     stores = [CorpusStore.open(path) for path in paths]
     snapshots = [store.snapshot for store in stores]
     return (
-        np.concatenate([np.asarray(bits) for s in snapshots for bits in s.bits]),
-        np.concatenate([codes.array for s in snapshots for codes in s.codes]),
+        np.concatenate([np.asarray(bits) for s in snapshots for bits in s.corpus.bits]),
+        np.concatenate([codes for s in snapshots for codes in s.corpus.codes]),
     )
 
 

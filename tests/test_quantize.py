@@ -19,7 +19,7 @@ from fastquant._kernels.pack import (
     quantize_int8,
     quantize_int8_parallel,
 )
-from fastquant.quantize import PRECISIONS, Calibration, pack_bits, quantize_embeddings
+from fastquant.quantize import PRECISIONS, Calibration, quantize_embeddings
 from naive import naive_pack_bits, naive_quantize_int8
 
 DIMS = (1, 3, 7, 9, 383, 385)
@@ -196,11 +196,11 @@ def test_values_outside_ranges_saturate():
 def test_binary_packing_is_per_row():
     d = 13
     x = np.vstack((np.ones(d), -np.ones(d), np.r_[np.ones(d - 1), -1.0])).astype(np.float32)
-    codes = pack_bits(x)
+    codes = quantize_embeddings(x, "ubinary")
     np.testing.assert_array_equal(codes, [[0xFF, 0xF8], [0x00, 0x00], [0xFF, 0xF0]])
     np.testing.assert_array_equal(np.unpackbits(codes, axis=1)[:, :d], x > 0)
     assert not np.unpackbits(codes, axis=1)[:, d:].any()
-    assert_same(pack_bits(x[0]), codes[0])
+    assert_same(quantize_embeddings(x[0], "ubinary"), codes[0])
     assert_same(quantize_embeddings(x, "binary"), (codes - 128).astype(np.int8))
 
 
@@ -281,60 +281,116 @@ def with_value(value: float, row: int = 3) -> np.ndarray:
 
 
 BAD_CALLS = [
-    ((with_value(np.nan), "int8"), {}, r"1 NaN or Inf values \(first in row 3\)"),
-    ((with_value(np.inf), "binary"), {}, r"NaN or Inf"),
-    ((np.array([1.0, -np.inf, np.nan]), "ubinary"), {}, r"2 NaN or Inf values \(first in index 1"),
-    ((X.astype(np.int64), "int8"), {}, r"float embeddings.*int64"),
-    ((X > 0, "binary"), {}, r"float embeddings.*bool"),
-    ((X.astype(np.uint8), "int8"), {}, r"float embeddings"),
-    ((np.array(["a", "b"]), "binary"), {}, r"float embeddings"),
-    ((X.reshape(2, 5, 9), "int8"), {}, r"1-D or 2-D"),
-    ((np.zeros((0, 9), np.float32), "int8"), {}, r"empty"),
-    ((np.zeros((4, 0), np.float32), "binary"), {}, r"empty"),
-    ((np.zeros(0, np.float32), "float32"), {}, r"empty"),
-    ((X, "int4"), {}, r"precision must be one of 'float32', 'int8', 'uint8', 'binary', 'ubinary'"),
-    ((X, "int8"), {"ranges": np.zeros((9, 2))}, r"ranges must have shape \(2, d\)"),
-    ((X, "int8"), {"ranges": np.zeros((2, 8))}, r"ranges must have shape \(2, 9\)"),
-    ((X, "int8"), {"ranges": np.zeros(9)}, r"ranges must have shape \(2, d\)"),
-    ((X, "uint8"), {"ranges": np.full((2, 9), np.nan)}, r"ranges contains 18 NaN or Inf"),
-    ((X, "int8"), {"ranges": np.array([[1.0] * 9, [0.0] * 9])}, r"min > max in 9 dimensions"),
-    ((X, "int8"), {"ranges": np.array([["a"] * 9] * 2)}, r"ranges must be a numeric"),
-    ((X, "int8"), {"calibration_embeddings": normal((5, 8))}, r"calibration_emb.* 8, expected 9"),
-    ((X, "int8"), {"calibration_embeddings": with_value(np.nan, 0)}, r"calibration_emb.* 1 NaN"),
-    ((X, "int8"), {"calibration_embeddings": X[0]}, r"calibration_embeddings must be 2-D"),
-    ((X, "int8"), {"calibration_embeddings": X.astype(int)}, r"calibration_emb.* must hold float"),
-    ((X[0], "int8"), {}, r"single embedding"),
-    ((X[:1], "uint8"), {}, r"single embedding"),
-    (([X[:1]], "int8"), {}, r"single embedding"),
-    (([X, normal((2, 8))], "int8"), {}, r"embeddings\[1\] has dimension 8, expected 9"),
-    (([X, with_value(np.nan)], "binary"), {}, r"embeddings\[1\] contains 1 NaN .*row 3"),
-    (([X[:0], X[:0]], "int8"), {}, r"empty"),
-    (([X, X[0]], "int8"), {}, r"embeddings\[1\] must be 2-D"),
+    ((with_value(np.nan), "int8"), {}, ValueError, r"1 NaN or Inf values \(first in row 3\)"),
+    ((with_value(np.inf), "binary"), {}, ValueError, r"NaN or Inf"),
+    (
+        (np.array([1.0, -np.inf, np.nan]), "ubinary"),
+        {},
+        ValueError,
+        r"2 NaN or Inf values \(first in index 1",
+    ),
+    ((X.astype(np.int64), "int8"), {}, TypeError, r"float embeddings.*int64"),
+    ((X > 0, "binary"), {}, TypeError, r"float embeddings.*bool"),
+    ((X.astype(np.uint8), "int8"), {}, TypeError, r"float embeddings"),
+    ((np.array(["a", "b"]), "binary"), {}, TypeError, r"float embeddings"),
+    ((X.reshape(2, 5, 9), "int8"), {}, ValueError, r"1-D or 2-D"),
+    ((np.zeros((4, 0), np.float32), "binary"), {}, ValueError, r"empty"),
+    ((np.zeros(0, np.float32), "float32"), {}, ValueError, r"empty"),
+    (
+        (X, "int4"),
+        {},
+        ValueError,
+        r"precision must be one of 'float32', 'int8', 'uint8', 'binary', 'ubinary'",
+    ),
+    ((X, None), {}, TypeError, r"precision must be a string"),
+    ((X, "int8"), {"ranges": np.zeros((9, 2))}, ValueError, r"ranges must have shape \(2, d\)"),
+    ((X, "int8"), {"ranges": np.zeros((2, 8))}, ValueError, r"ranges must have shape \(2, 9\)"),
+    ((X, "int8"), {"ranges": np.zeros(9)}, ValueError, r"ranges must have shape \(2, d\)"),
+    ((X, "uint8"), {"ranges": np.full((2, 9), np.nan)}, ValueError, r"ranges contains 18 NaN"),
+    ((X, "int8"), {"ranges": np.array([[1.0] * 9, [0.0] * 9])}, ValueError, r"min > max in 9"),
+    ((X, "int8"), {"ranges": np.array([["a"] * 9] * 2)}, TypeError, r"ranges must be a numeric"),
+    (
+        (X, "int8"),
+        {"calibration_embeddings": normal((5, 8))},
+        ValueError,
+        r"calibration_emb.* 8, expected 9",
+    ),
+    (
+        (X, "int8"),
+        {"calibration_embeddings": with_value(np.nan, 0)},
+        ValueError,
+        r"calibration_emb.* 1 NaN",
+    ),
+    (
+        (X, "int8"),
+        {"calibration_embeddings": X[0]},
+        ValueError,
+        r"calibration_embeddings must be 2-D",
+    ),
+    (
+        (X, "int8"),
+        {"calibration_embeddings": X.astype(int)},
+        TypeError,
+        r"calibration_emb.* must hold float",
+    ),
+    ((X[0], "int8"), {}, ValueError, r"single embedding"),
+    ((X[:1], "uint8"), {}, ValueError, r"single embedding"),
+    (([X[:1]], "int8"), {}, ValueError, r"single embedding"),
+    (([X, normal((2, 8))], "int8"), {}, ValueError, r"embeddings\[1\] has dimension 8, expected 9"),
+    (
+        ([X, with_value(np.nan)], "binary"),
+        {},
+        ValueError,
+        r"embeddings\[1\] contains 1 NaN .*row 3",
+    ),
+    (([X, X[0]], "int8"), {}, ValueError, r"embeddings\[1\] must be 2-D"),
 ]
 
 
-@pytest.mark.parametrize(("args", "kwargs", "match"), BAD_CALLS)
-def test_bad_inputs_raise_value_error(args, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize(("args", "kwargs", "error", "match"), BAD_CALLS)
+def test_bad_inputs_raise_a_named_error(args, kwargs, error, match):
+    """TypeError for the wrong kind of thing (dtype, type), ValueError for a bad value."""
+    with pytest.raises(error, match=match):
         quantize_embeddings(*args, **kwargs)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_no_rows_give_empty_codes_like_sentence_transformers(precision):
+    """sentence-transformers 6.3 returns ``(0, width)`` codes for a ``(0, d)`` matrix."""
+    empty = np.zeros((0, 9), np.float32)
+    assert_same(quantize_embeddings(empty, precision), st_quantize(empty, precision))
+    actual = quantize_embeddings([X[:0], X[:0]], precision)
+    expected = st_quantize([X[:0], X[:0]], precision)
+    assert len(actual) == len(expected) == 2
+    for a, e in zip(actual, expected):
+        assert_same(a, e)
+
+
+def test_big_endian_input_is_quantized_like_native():
+    for dtype in (">f4", ">f8"):
+        swapped = X.astype(dtype)
+        for precision in PRECISIONS:
+            assert_same(
+                quantize_embeddings(swapped, precision), st_quantize(X.astype(dtype), precision)
+            )
 
 
 def test_bad_calibration_calls_raise_value_error():
     calibration = Calibration.from_embeddings(X)
-    with pytest.raises(ValueError, match=r"precision must be 'int8' or 'uint8'"):
+    with pytest.raises(ValueError, match=r"precision must be one of 'int8', 'uint8'"):
         calibration.quantize(X, "binary")
     with pytest.raises(ValueError, match=r"embeddings has dimension 8, expected 9"):
         calibration.quantize(X[:, :8])
     with pytest.raises(ValueError, match=r"NaN or Inf"):
         calibration.quantize(with_value(np.inf))
-    with pytest.raises(ValueError, match=r"codes_i8 must be int8"):
+    with pytest.raises(TypeError, match=r"codes_i8 must be int8"):
         calibration.dequantize(np.zeros((2, 9), np.uint8))
     with pytest.raises(ValueError, match=r"codes_i8 has dimension 8, expected 9"):
         calibration.dequantize(np.zeros((2, 8), np.int8))
     with pytest.raises(ValueError, match=r"calibration_embeddings is empty"):
         Calibration.from_embeddings(X[:0])
-    with pytest.raises(ValueError, match=r"float embeddings"):
-        pack_bits(X.astype(np.int32))
+    with pytest.raises(TypeError, match=r"float embeddings"):
+        quantize_embeddings(X.astype(np.int32), "ubinary")
 
 
 @pytest.mark.parametrize(

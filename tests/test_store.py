@@ -275,7 +275,7 @@ def test_calibration_from_the_first_append(tmp_path):
 def test_first_append_of_a_single_row_without_ranges_raises(tmp_path):
     store = _empty_store(tmp_path / "store", ranges=None)
     state = _state(store.path)
-    with pytest.raises(ValueError, match="single row"):
+    with pytest.raises(ValueError, match="single embedding"):
         store.append(_embeddings(0, 1))
     assert len(store) == 0 and store.calibration is None
     assert _state(store.path) == state
@@ -382,7 +382,7 @@ def test_bad_first_append_writes_no_calibration(tmp_path, make_batch, problem):
         pytest.param(None, {"k": True}, TypeError, "integer", id="k-bool"),
         pytest.param(_embeddings(1, 2, DIM + 3), {}, ValueError, "dimension", id="wrong-dim"),
         pytest.param(np.full((1, DIM), np.nan, np.float32), {}, ValueError, "NaN", id="nan"),
-        pytest.param(np.ones((1, DIM), np.int32), {}, ValueError, "dtype", id="int-dtype"),
+        pytest.param(np.ones((1, DIM), np.int32), {}, TypeError, "dtype", id="int-dtype"),
         pytest.param(None, {"rescore": "bogus"}, ValueError, "rescore", id="rescore-bogus"),
         pytest.param(
             None, {"rescore_multiplier": 0}, ValueError, "rescore_multiplier", id="multiplier-zero"
@@ -910,13 +910,13 @@ def test_bits_in_memory_follow_many_small_appends(tmp_path):
     store = _empty_store(tmp_path / "store", chunk_rows=50, bits_in_memory=True)
     batches = [_embeddings(seed, 13) for seed in range(9)]
     store.append(batches[0])
-    early_views = store.snapshot.bits
+    early_views = store.snapshot.corpus.bits
     early_copies = [chunk.copy() for chunk in early_views]
     for batch in batches[1:]:
         store.append(batch)
     corpus_f32 = np.concatenate(batches)
     np.testing.assert_array_equal(
-        np.concatenate(store.snapshot.bits), quantize_embeddings(corpus_f32, "ubinary")
+        np.concatenate(store.snapshot.corpus.bits), quantize_embeddings(corpus_f32, "ubinary")
     )
     for before, view in zip(early_copies, early_views):  # older snapshots never change
         np.testing.assert_array_equal(view, before)

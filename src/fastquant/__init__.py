@@ -8,7 +8,7 @@ Public API:
 """
 
 from .hamming import BackendComparison, compare_backends, hamming_topk
-from .quantize import Calibration, pack_bits, quantize_embeddings
+from .quantize import Calibration, quantize_embeddings
 from .rescore import int8_topk, rescore_bits, rescore_int8
 from .store import (
     CorpusStore,
@@ -33,7 +33,6 @@ __all__ = [
     "compare_backends",
     "hamming_topk",
     "int8_topk",
-    "pack_bits",
     "quantize_embeddings",
     "rescore_bits",
     "rescore_int8",

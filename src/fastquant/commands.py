@@ -264,9 +264,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     """Cross-check every installed backend on random bits, then time each one."""
-    from ._kernels.config import resolve_threads
     from .backends import available_backends
     from .hamming import compare_backends, hamming_topk
+    from .validation import thread_count
 
     if args.bits <= 0 or args.bits % 8:
         raise ValueError(f"--bits must be a positive multiple of 8, got {args.bits}")
@@ -274,7 +274,7 @@ def bench(args: argparse.Namespace) -> int:
     nbytes = args.bits // 8
     corpus = rng.integers(0, 256, (args.rows, nbytes), dtype=np.uint8)
     queries = rng.integers(0, 256, (args.batch, nbytes), dtype=np.uint8)
-    threads = resolve_threads(args.threads)
+    threads = thread_count(args.threads)
     backends = available_backends()
     print(
         f"{args.rows:,} rows x {args.bits} bits, batch {args.batch}, k={args.k}, {threads} thread(s)"

@@ -24,7 +24,7 @@ from .records import RECORDS_DIR, RecordLog
 from .sources import InputError, TextRecipe, TextSource, concat_batches
 from .store import DEFAULT_CHUNK_ROWS, CorpusStore, StoreCorruptedError, StoreNotFoundError
 from .store.manifest import MANIFEST_NAME, write_file_atomically
-from .validation import require_positive_int
+from .validation import positive_int
 
 INDEX_META = "index.json"
 DEFAULT_BATCH_ROWS = 256
@@ -111,8 +111,8 @@ def index_file(
     input columns must match the ones it was built with.
     """
     started = time.perf_counter()
-    require_positive_int("batch_size", batch_size)
-    require_positive_int("calibration_rows", calibration_rows)
+    positive_int("batch_size", batch_size)
+    positive_int("calibration_rows", calibration_rows)
     say = log or (lambda message: None)
     source = TextSource(input_path)
     recipe = TextRecipe(source.columns, text_column=text_column, template=template)

@@ -12,44 +12,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._kernels.config import resolve_threads
+from . import _engine, validation
 from .backends import available_backends, get_backend
-from .validation import require_positive_k
-
-
-def as_bit_matrix(name: str, bits: np.ndarray) -> np.ndarray:
-    """Validate packed bits and return them as a C-contiguous ``(n, nbytes) uint8`` view or copy."""
-    if not isinstance(bits, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of packed bits, got {type(bits).__name__}")
-    if bits.dtype not in (np.uint8, np.int8):
-        raise TypeError(
-            f"{name} must hold packed bits as uint8 (np.packbits, precision='ubinary') or int8 "
-            f"(precision='binary'), got dtype {bits.dtype}"
-        )
-    if bits.ndim == 1:
-        bits = bits[None, :]
-    if bits.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows, bytes), got shape {bits.shape}")
-    if bits.shape[0] == 0 or bits.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {bits.shape}")
-    return np.ascontiguousarray(bits).view(np.uint8)
 
 
 def _validate(corpus_bits, query_bits, k) -> tuple[np.ndarray, np.ndarray, int]:
-    arrays = isinstance(corpus_bits, np.ndarray) and isinstance(query_bits, np.ndarray)
-    if arrays and corpus_bits.dtype != query_bits.dtype:
+    corpus, corpus_signed = validation.as_bit_rows("corpus_bits", corpus_bits)
+    queries, queries_signed = validation.as_bit_rows("query_bits", query_bits)
+    if corpus_signed != queries_signed:
+        dtypes = ("int8" if corpus_signed else "uint8", "int8" if queries_signed else "uint8")
         raise TypeError(
-            f"corpus_bits ({corpus_bits.dtype}) and query_bits ({query_bits.dtype}) must be packed "
-            "the same way: both uint8 ('ubinary') or both int8 ('binary')"
+            f"corpus_bits ({dtypes[0]}) and query_bits ({dtypes[1]}) must be packed the same "
+            "way: both uint8 ('ubinary') or both int8 ('binary')"
         )
-    corpus = as_bit_matrix("corpus_bits", corpus_bits)
-    queries = as_bit_matrix("query_bits", query_bits)
     if corpus.shape[1] != queries.shape[1]:
         raise ValueError(
-            f"dimension mismatch: corpus rows are {corpus.shape[1]} bytes ({8 * corpus.shape[1]} bits), "
-            f"queries are {queries.shape[1]} bytes ({8 * queries.shape[1]} bits)"
+            f"dimension mismatch: corpus rows are {corpus.shape[1]} bytes "
+            f"({8 * corpus.shape[1]} bits), queries are {queries.shape[1]} bytes "
+            f"({8 * queries.shape[1]} bits)"
         )
-    return corpus, queries, min(require_positive_k(k), corpus.shape[0])
+    return corpus, queries, validation.positive_int("k", k)
 
 
 def hamming_topk(
@@ -74,9 +56,11 @@ def hamming_topk(
         ``distances (q, min(k, n)) int32`` ascending and ``ids (q, min(k, n)) int64``; equal
         distances are ordered by ascending id, so every backend returns identical arrays.
     """
-    corpus, queries, k_eff = _validate(corpus_bits, query_bits, k)
-    engine = get_backend(backend)
-    return engine.topk(corpus, queries, k_eff, resolve_threads(threads))
+    corpus, queries, k = _validate(corpus_bits, query_bits, k)
+    threads = validation.thread_count(threads)
+    # Signed codes are every byte minus 128 on both sides: their XOR, so every distance, is the same.
+    chunked = _engine.ChunkedCorpus.of_arrays(8 * corpus.shape[1], bits=corpus)
+    return _engine.hamming_candidates(chunked, queries, k, backend, threads)
 
 
 @dataclass(frozen=True)
@@ -129,7 +113,7 @@ def compare_backends(
     ``compare_backends(corpus_bits, query_bits, 10).raise_if_mismatch()``. ``backends``
     defaults to every installed backend.
     """
-    names = list(backends) if backends is not None else available_backends()
+    names = validation.names("backends", backends) if backends is not None else available_backends()
     for name in [reference, *names]:
         get_backend(name)  # fail on an unknown or uninstalled backend before any search runs
     expected = hamming_topk(corpus_bits, query_bits, k, backend=reference, threads=threads)

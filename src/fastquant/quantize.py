@@ -31,6 +31,10 @@ from ._kernels.pack import (
     quantize_int8_parallel,
 )
 from .validation import (
+    as_embeddings,
+    as_ranges,
+    choice,
+    require_calibration_rows,
     require_dim,
     require_finite,
     require_float,
@@ -62,7 +66,7 @@ class Calibration:
     steps: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        ranges = _checked_ranges(self.ranges)
+        ranges = as_ranges(self.ranges)
         steps = (ranges[1] - ranges[0]) / np.float32(255)
         steps[steps == 0] = 1
         for name, array in (("ranges", ranges), ("starts", ranges[0]), ("steps", steps)):
@@ -72,15 +76,14 @@ class Calibration:
     @classmethod
     def from_embeddings(cls, calibration_embeddings: Any) -> Calibration:
         """Ranges from the per-dimension min and max of ``calibration_embeddings (n, d) float``."""
-        name = "calibration_embeddings"
         embeddings = to_numpy(calibration_embeddings)
-        require_float(name, embeddings)
-        require_ndim(name, embeddings, 2)
-        require_non_empty(name, embeddings)
+        require_float("calibration_embeddings", embeddings)
+        require_ndim("calibration_embeddings", embeddings, 2)
+        require_non_empty("calibration_embeddings", embeddings)
         ranges = np.vstack((embeddings.min(axis=0), embeddings.max(axis=0)))
         # NaN propagates into the minima and Inf shows in them or the maxima: no separate pass.
         if not np.isfinite(ranges).all():
-            require_finite(name, embeddings)
+            require_finite("calibration_embeddings", embeddings)
         return cls(ranges)
 
     @classmethod
@@ -110,9 +113,8 @@ class Calibration:
 
     def quantize(self, embeddings: EmbeddingsLike, precision: str = "int8") -> np.ndarray:
         """Codes ``(n, d)`` or ``(d,)`` int8 (or uint8) of float ``embeddings``, these ranges."""
-        if precision not in _SCALAR_PRECISIONS:
-            raise ValueError(f"precision must be 'int8' or 'uint8'; got {precision!r}")
-        embeddings = _checked_embeddings("embeddings", embeddings)
+        choice("precision", precision, _SCALAR_PRECISIONS)
+        embeddings = as_embeddings("embeddings", embeddings)
         require_dim("embeddings", embeddings, self.dim)
         return quantize_checked(embeddings, precision, self)
 
@@ -120,7 +122,7 @@ class Calibration:
         """Float32 values ``start + (code + 128) * step`` of int8 codes ``(n, d)`` or ``(d,)``."""
         codes_i8 = to_numpy(codes_i8)
         if codes_i8.dtype != np.int8:
-            raise ValueError(f"codes_i8 must be int8 codes; got dtype {codes_i8.dtype}")
+            raise TypeError(f"codes_i8 must be int8 codes; got dtype {codes_i8.dtype}")
         require_ndim("codes_i8", codes_i8, 1, 2)
         require_dim("codes_i8", codes_i8, self.dim)
         return self.starts + (codes_i8.astype(np.float32) + np.float32(128)) * self.steps
@@ -139,9 +141,7 @@ def quantize_embeddings(
     as a list. int8/uint8 ranges come from ``ranges (2, d)``, else from ``calibration_embeddings
     (m, d)``, else from ``embeddings`` themselves (which then need at least two rows).
     """
-    if precision not in PRECISIONS:
-        valid = ", ".join(map(repr, PRECISIONS))
-        raise ValueError(f"precision must be one of {valid}; got {precision!r}")
+    choice("precision", precision, PRECISIONS)
     if isinstance(embeddings, (list, tuple)):
         if not embeddings:
             return []
@@ -149,51 +149,23 @@ def quantize_embeddings(
         if items[0].ndim == 2:
             return _quantize_documents(items, precision, ranges, calibration_embeddings)
         embeddings = np.array(items)
-    embeddings = _checked_embeddings("embeddings", embeddings)
+    embeddings = to_numpy(embeddings)
+    if embeddings.ndim == 2 and embeddings.shape[0] == 0 and embeddings.shape[1] > 0:
+        require_float("embeddings", embeddings)
+        return _empty_codes(embeddings.shape[1], precision)
+    embeddings = as_embeddings("embeddings", embeddings)
     calibration = None
     if precision in _SCALAR_PRECISIONS:
         calibration = _calibration_for(embeddings, ranges, calibration_embeddings)
     return quantize_checked(embeddings, precision, calibration)
 
 
-def pack_bits(embeddings: EmbeddingsLike) -> np.ndarray:
-    """``(n, ceil(d / 8)) uint8`` sign bits of float ``embeddings (n, d)``, MSB first (ubinary)."""
-    return quantize_checked(_checked_embeddings("embeddings", embeddings), "ubinary", None)
-
-
-def _checked_embeddings(name: str, embeddings: Any) -> np.ndarray:
-    """``embeddings`` as a non-empty, finite ``(n, d)`` or ``(d,)`` float ndarray."""
-    embeddings = to_numpy(embeddings)
-    require_float(name, embeddings)
-    require_ndim(name, embeddings, 1, 2)
-    require_non_empty(name, embeddings)
-    require_finite(name, embeddings)
-    return embeddings
-
-
-def _checked_ranges(ranges: Any) -> np.ndarray:
-    """``ranges`` as a new finite ``(2, d) float32`` array with min <= max in every dimension."""
-    ranges = to_numpy(ranges)
-    if ranges.dtype.kind not in "iuf":
-        raise ValueError(f"ranges must be a numeric (2, d) array; got dtype {ranges.dtype}")
-    if ranges.ndim != 2 or ranges.shape[0] != 2 or ranges.shape[1] == 0:
-        raise ValueError(f"ranges must have shape (2, d): minima then maxima; got {ranges.shape}")
-    require_finite("ranges", ranges)
-    inverted = np.flatnonzero(ranges[0] > ranges[1])
-    if inverted.size:
-        raise ValueError(
-            f"ranges has min > max in {inverted.size} dimensions (first: dimension {inverted[0]})"
-        )
-    with np.errstate(over="ignore"):
-        ranges = ranges.astype(np.float32)
-        span = ranges[1] - ranges[0]
-    too_wide = np.flatnonzero(~np.isfinite(span))
-    if too_wide.size:
-        raise ValueError(
-            f"ranges overflow float32 (max - min must stay below {np.finfo(np.float32).max:.4g}) "
-            f"in {too_wide.size} dimensions (first: dimension {too_wide[0]})"
-        )
-    return ranges
+def _empty_codes(dim: int, precision: str) -> np.ndarray:
+    """What sentence-transformers returns for a ``(0, dim)`` matrix: ``(0, width)`` codes."""
+    if precision == "float32":
+        return np.zeros((0, dim), np.float32)
+    width = dim if precision in _SCALAR_PRECISIONS else (dim + 7) // 8
+    return np.zeros((0, width), np.int8 if precision in ("int8", "binary") else np.uint8)
 
 
 def _calibration_for(
@@ -216,11 +188,7 @@ def _calibration_for(
                 f"calibration_embeddings has dimension {calibration.dim}, expected {dim}"
             )
         return calibration
-    if embeddings.ndim == 1 or embeddings.shape[0] == 1:
-        raise ValueError(
-            "Cannot compute int8/uint8 quantization ranges from a single embedding: pass `ranges` "
-            "or `calibration_embeddings` from a representative set of embeddings"
-        )
+    require_calibration_rows("the embeddings", 1 if embeddings.ndim == 1 else len(embeddings))
     return Calibration.from_embeddings(embeddings)
 
 
@@ -236,7 +204,8 @@ def _quantize_documents(
         require_dim(name, document, dim)
         require_finite(name, document)
     stacked = np.concatenate(documents)
-    require_non_empty("embeddings", stacked)
+    if stacked.shape[0] == 0:  # as sentence-transformers 6.3: nothing to calibrate or pack
+        return [_empty_codes(dim, precision) for _ in documents]
     calibration = None
     if precision in _SCALAR_PRECISIONS:
         calibration = _calibration_for(stacked, ranges, calibration_embeddings)

@@ -48,15 +48,6 @@ PARALLEL_MIN_WORK_BYTES = 1 << 22
 QUANTIZE_PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
-def resolve_threads(threads: int | None) -> int:
-    """Threads for one call: ``None`` means every thread Numba started with (``NUMBA_NUM_THREADS``)."""
-    if threads is None:
-        return int(numba.config.NUMBA_NUM_THREADS)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    return threads
-
-
 @contextmanager
 def numba_threads(threads: int) -> Iterator[int]:
     """Run Numba's parallel kernels on at most ``threads`` threads inside the block; yields that count."""

@@ -20,7 +20,7 @@ from .topk import EMPTY_ID, heap_replace_root, merge_heaps, sort_pairs
 
 
 @njit(**KERNEL)
-def _prepare_query(query, starts, steps, scaled):
+def _int8_query_terms_row(query, starts, steps, scaled):
     """Write ``query * steps`` into ``scaled (d,) float32``; return the per-query constant.
 
     No fastmath: with reassociation allowed, the constant's last bit differed between a process
@@ -45,10 +45,10 @@ def _dot_codes(scaled, codes_row):
 
 
 @njit(**KERNEL)
-def prepare_queries(queries, starts, steps, scaled, constants):
+def int8_query_terms(queries, starts, steps, scaled, constants):
     """``scaled (q, d) float32`` = ``queries * steps``; ``constants (q,) float32`` the per-query terms."""
     for qi in range(queries.shape[0]):
-        constants[qi] = _prepare_query(queries[qi], starts, steps, scaled[qi])
+        constants[qi] = _int8_query_terms_row(queries[qi], starts, steps, scaled[qi])
 
 
 @njit(**FASTMATH_KERNEL)
@@ -56,7 +56,7 @@ def score_int8_slots(scaled, constants, codes, rows, slots, per_query, out):
     """Dequantized dot products of (query, row) pairs, written to ``out`` by slot.
 
     Pair ``j`` is row ``rows[j]`` of ``codes (n, d) int8`` and query ``slots[j] // per_query``;
-    its score goes to ``out[slots[j]]``. ``scaled, constants`` come from ``prepare_queries``.
+    its score goes to ``out[slots[j]]``. ``scaled, constants`` come from ``int8_query_terms``.
     Passing rows sorted reads a memory-mapped file in order. The cache lines of the row
     ``RESCORE_PREFETCH_ROWS`` ahead are requested while a row is scored.
     """
@@ -66,11 +66,22 @@ def score_int8_slots(scaled, constants, codes, rows, slots, per_query, out):
         out[slots[j]] = constants[qi] + _dot_codes(scaled[qi], codes[rows[j]])
 
 
+@njit(**PARALLEL_FASTMATH_KERNEL)
+def score_int8_slots_parallel(scaled, constants, codes, rows, slots, per_query, parts, out):
+    """``score_int8_slots`` with the pairs cut into ``parts`` contiguous runs, one per thread."""
+    m = rows.shape[0]
+    for part in prange(parts):
+        lo, hi = m * part // parts, m * (part + 1) // parts
+        score_int8_slots(scaled, constants, codes, rows[lo:hi], slots[lo:hi], per_query, out)
+
+
 @njit(**FASTMATH_KERNEL)
-def score_bit_slots(queries, totals, bits, rows, slots, per_query, out):
+def score_bit_slots(queries, totals, bits, flip, rows, slots, per_query, out):
     """``q . (2b - 1)`` of (query, row) pairs as in ``score_int8_slots``.
 
-    ``bits (n, ceil(d / 8)) uint8`` rows, MSB first; ``totals (q,) float32`` the queries' sums.
+    ``bits (n, ceil(d / 8)) uint8`` rows, MSB first, each byte read as ``byte ^ flip`` (``0x80``
+    for sentence-transformers' signed ``binary`` codes, else 0); ``totals (q,) float32`` the
+    queries' sums.
     """
     d = queries.shape[1]
     for j in range(rows.shape[0]):
@@ -80,9 +91,18 @@ def score_bit_slots(queries, totals, bits, rows, slots, per_query, out):
         row = bits[rows[j]]
         on = np.float32(0.0)
         for i in range(d):
-            bit = (row[i >> 3] >> (7 - (i & 7))) & 1
+            bit = ((row[i >> 3] ^ flip) >> (7 - (i & 7))) & 1
             on += query[i] * np.float32(bit)
         out[slots[j]] = np.float32(2.0) * on - totals[qi]
+
+
+@njit(**PARALLEL_FASTMATH_KERNEL)
+def score_bit_slots_parallel(queries, totals, bits, flip, rows, slots, per_query, parts, out):
+    """``score_bit_slots`` with the pairs cut into ``parts`` contiguous runs, one per thread."""
+    m = rows.shape[0]
+    for part in prange(parts):
+        lo, hi = m * part // parts, m * (part + 1) // parts
+        score_bit_slots(queries, totals, bits, flip, rows[lo:hi], slots[lo:hi], per_query, out)
 
 
 @njit(**KERNEL)
@@ -101,7 +121,7 @@ def _int8_scan_range(queries, codes, starts, steps, row_lo, row_hi, heap_keys, h
     scaled = np.empty((nq, d), dtype=np.float32)
     constants = np.empty(nq, dtype=np.float32)
     for qi in range(nq):
-        constants[qi] = _prepare_query(queries[qi], starts, steps, scaled[qi])
+        constants[qi] = _int8_query_terms_row(queries[qi], starts, steps, scaled[qi])
     for r in range(row_lo, row_hi):
         row = codes[r]
         for qi in range(nq):
@@ -119,7 +139,7 @@ def _empty_score_heaps(threads, nq, k):
 
 
 @njit(**PARALLEL_FASTMATH_KERNEL)
-def int8_topk(queries, codes, starts, steps, k, threads, out_scores, out_ids):
+def int8_exhaustive_topk(queries, codes, starts, steps, k, threads, out_scores, out_ids):
     """Exact top-k of every row of ``codes (n, d) int8`` by dequantized dot product.
 
     The corpus is split into ``threads`` contiguous ranges; ``threads == 1`` scans on one thread.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from ..validation import choice
 from .base import HammingBackend, exact_ties
 
 #: Backend name -> (module in this package, class).
@@ -23,9 +24,8 @@ BACKEND_NAMES = tuple(_BACKENDS)
 
 def get_backend(name: str) -> HammingBackend:
     """The backend called ``name``; ImportError, naming the extra to install, if its library is
-    missing; ValueError for an unknown name."""
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
+    missing; ValueError (listing the names) for an unknown one."""
+    choice("backend", name, BACKEND_NAMES)
     module_name, class_name = _BACKENDS[name]
     module = import_module(f".{module_name}", __name__)
     return getattr(module, class_name)()

@@ -27,8 +27,8 @@ from ..encoders import Encoder, load_encoder
 from ..quantize import Calibration
 from ..sources import InputError, TextRecipe, TextSource
 from ..store import DEFAULT_CHUNK_ROWS
-from ..validation import require_positive_int
-from .sharded_search import DEFAULT_RETRIES, Placement, _placements, _retries, _shard_paths
+from ..validation import non_negative_int, positive_int
+from .sharded_search import DEFAULT_RETRIES, Placement, placements_for, shard_paths
 from .shards import naming_shard
 
 #: Encoders loaded by this worker process, by model spec.
@@ -82,16 +82,16 @@ def index(
         One :class:`~fastquant.embed.IndexReport` per shard. Re-running with the same arguments
         resumes unfinished shards.
     """
-    paths = _shard_paths(store_paths)
-    placements = _placements(workers, len(paths))
-    retries = _retries(retries)
+    paths = shard_paths(store_paths)
+    placements = placements_for(workers, len(paths))
+    retries = non_negative_int("retries", retries)
     if model is not None and not isinstance(model, str):
         raise TypeError(
             f"model must be a load_encoder spec (a str) or None, not {type(model).__name__}: "
             "each worker loads its own encoder"
         )
-    require_positive_int("batch_size", batch_size)
-    require_positive_int("calibration_rows", calibration_rows)
+    positive_int("batch_size", batch_size)
+    positive_int("calibration_rows", calibration_rows)
     source = fspath(input_path)
     recipe = {"text_column": text_column, "template": template}
     plan: IndexPlan = client.submit(

@@ -22,18 +22,9 @@ from typing import Any
 import numpy as np
 from distributed import Client
 
-from .._kernels.config import resolve_threads
-from ..rescore import top_by_score
-from ..search import FAR_DISTANCE, merge_sorted
-from ..store.corpus import _no_results
-from ..validation import (
-    require_dim,
-    require_finite_float_matrix,
-    require_positive_int,
-    require_positive_k,
-    to_numpy,
-)
-from .shards import ShardScan, scan_shard, score_shard, verify_shard
+from .. import _engine, validation
+from ..quantize import Calibration
+from .shards import ShardScan, calibration_digest, scan_shard, score_shard, verify_shard
 
 #: Where shard ``i``'s tasks may run: a worker address or name, several, or None for any worker.
 Placement = str | Sequence[str] | None
@@ -78,14 +69,14 @@ def search(
     front; shards of different dimensions or int8 ranges raise ValueError naming the one that
     differs.
     """
-    paths = _shard_paths(store_paths)
-    queries = _as_queries(query_f32)
-    k = require_positive_k(k)
-    multiplier = require_positive_int("rescore_multiplier", rescore_multiplier)
-    if threads is not None:
-        resolve_threads(threads)
-    placements = _placements(workers, len(paths))
-    retries = _retries(retries)
+    paths = shard_paths(store_paths)
+    queries = validation.as_float32_rows("query_f32", query_f32)
+    k = validation.positive_int("k", k)
+    multiplier = validation.positive_int("rescore_multiplier", rescore_multiplier)
+    if threads is not None:  # None: each worker uses all of its own cores
+        threads = validation.positive_int("threads", threads)
+    placements = placements_for(workers, len(paths))
+    retries = validation.non_negative_int("retries", retries)
 
     def submit(function, i: int, *args):
         return client.submit(
@@ -105,9 +96,10 @@ def search(
     calibration = _check_shards(paths, scans, queries)
     offsets = np.cumsum([0] + [scan.rows for scan in scans], dtype=np.int64)
     if offsets[-1] == 0:
-        return _no_results(queries.shape[0])
+        return _engine.no_results(queries.shape[0])
     candidates = _global_candidates(scans, offsets, k * multiplier)
 
+    digest = calibration_digest(calibration)
     flat = candidates.reshape(-1)
     owners = np.searchsorted(offsets, flat, side="right") - 1
     jobs = []
@@ -115,22 +107,24 @@ def search(
         slots = np.flatnonzero(owners == i)
         if slots.size:
             rows = flat[slots] - offsets[i]
-            future = submit(score_shard, i, rows, slots, candidates.shape[1], calibration)
+            future = submit(score_shard, i, rows, slots, candidates.shape[1], digest, threads)
             jobs.append((slots, future))
     scores = np.empty(flat.shape, dtype=np.float32)
     for (slots, _), shard_scores in zip(jobs, client.gather([future for _, future in jobs])):
         scores[slots] = shard_scores
-    return top_by_score(scores.reshape(candidates.shape), candidates, min(k, candidates.shape[1]))
+    return _engine.top_by_score(
+        scores.reshape(candidates.shape), candidates, min(k, candidates.shape[1])
+    )
 
 
 def _global_candidates(scans: list[ShardScan], offsets: np.ndarray, k: int) -> np.ndarray:
     """The global Hamming top ``min(k, n)`` ids ``(q, k') int64``: the shards' lists merged."""
     filled = [i for i, scan in enumerate(scans) if scan.rows]
-    _, candidates = merge_sorted(
+    _, candidates = _engine.merge_sorted(
         [scans[i].distances for i in filled],
         [scans[i].ids + offsets[i] for i in filled],
         min(k, int(offsets[-1])),
-        FAR_DISTANCE,
+        _engine.FAR_DISTANCE,
     )
     return candidates
 
@@ -146,8 +140,8 @@ def verify(
     Raises the first broken shard's :class:`~fastquant.store.StoreCorruptedError` (or other store
     error), with ``shard {i} ({path}):`` in front of the file it names.
     """
-    paths = _shard_paths(store_paths)
-    placements = _placements(workers, len(paths))
+    paths = shard_paths(store_paths)
+    placements = placements_for(workers, len(paths))
     return client.gather(
         [
             client.submit(verify_shard, i, path, pure=False, workers=placements[i])
@@ -156,7 +150,8 @@ def verify(
     )
 
 
-def _shard_paths(store_paths: Sequence[str | PathLike[str]]) -> list[str]:
+def shard_paths(store_paths: Sequence[str | PathLike[str]]) -> list[str]:
+    """The shards' directories as strings; a single path or an empty list is refused."""
     if isinstance(store_paths, (str, bytes, PathLike)):
         raise TypeError("store_paths must be a sequence of store directories, not a single path")
     paths = [fspath(path) for path in store_paths]
@@ -165,16 +160,8 @@ def _shard_paths(store_paths: Sequence[str | PathLike[str]]) -> list[str]:
     return paths
 
 
-def _as_queries(query_f32: Any) -> np.ndarray:
-    """``(q, d)`` float queries (or one ``(d,)`` row) as C-contiguous float32; dimension unchecked."""
-    query = to_numpy(query_f32)
-    if query.ndim == 1:
-        query = query[None, :]
-    query = require_finite_float_matrix("query_f32", query)
-    return np.ascontiguousarray(query, dtype=np.float32)
-
-
-def _placements(workers: Sequence[Placement] | None, shards: int) -> list[Placement]:
+def placements_for(workers: Sequence[Placement] | None, shards: int) -> list[Placement]:
+    """Per shard, the workers its tasks may run on (None: any)."""
     if workers is None:
         return [None] * shards
     placements = list(workers)
@@ -183,14 +170,10 @@ def _placements(workers: Sequence[Placement] | None, shards: int) -> list[Placem
     return placements
 
 
-def _retries(retries: Any) -> int:
-    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-    return int(retries)
-
-
-def _check_shards(paths: list[str], scans: list[ShardScan], queries: np.ndarray) -> str | None:
-    """Check the shards agree with each other and the queries; returns their ranges' digest."""
+def _check_shards(
+    paths: list[str], scans: list[ShardScan], queries: np.ndarray
+) -> Calibration | None:
+    """Check the shards agree with each other and the queries; returns their shared ranges."""
     dim = scans[0].dim
     for i, scan in enumerate(scans):
         if scan.dim != dim:
@@ -198,17 +181,19 @@ def _check_shards(paths: list[str], scans: list[ShardScan], queries: np.ndarray)
                 f"shard {i} ({paths[i]}) holds {scan.dim}-d rows but shard 0 ({paths[0]}) "
                 f"{dim}-d rows: every shard must have the same dimension"
             )
-    require_dim("query_f32", queries, dim)
+    validation.require_dim("query_f32", queries, dim)
     filled = [i for i, scan in enumerate(scans) if scan.rows]
     if not filled:
         return None
     first = filled[0]
     for i in filled[1:]:
-        if scans[i].calibration != scans[first].calibration:
+        if not np.array_equal(scans[i].ranges, scans[first].ranges):
             raise ValueError(
                 f"shard {i} ({paths[i]}) has int8 ranges different from shard {first} "
                 f"({paths[first]}): its scores would not compare, so shards must share one "
                 "calibration (create each with CorpusStore.create(..., ranges=...), as "
                 "fastquant.distributed.index does)"
             )
-    return scans[first].calibration
+    calibration = Calibration(scans[first].ranges)
+    validation.as_queries(queries, dim, bound=validation.int8_bound(calibration))
+    return calibration

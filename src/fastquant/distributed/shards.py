@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._kernels.config import resolve_threads
+from .. import _engine, validation
 from ..quantize import Calibration, quantize_checked
-from ..search import hamming_candidates, score_int8_chunks
-from ..store import CorpusStore, StoreError
-from ..store.corpus import Snapshot
+from ..store import CorpusStore, Snapshot, StoreError
 from ..store.manifest import MANIFEST_NAME
 
 #: Open stores of this worker process: path -> (store, signature of the manifest it read).
@@ -36,6 +34,7 @@ _open_lock = threading.Lock()
 class ShardScan:
     """One shard's answer to a scan: what it holds and, if the query fits, its Hamming top list.
 
+    ``ranges (2, dim) float32`` are its int8 ranges (None before its first row);
     ``distances (q, k_s) int32`` ascending and ``ids (q, k_s) int64`` local row ids, ties by
     ascending id, ``k_s = min(k, rows)``; both None for an empty shard or when the queries'
     dimension is not ``dim``.
@@ -43,7 +42,7 @@ class ShardScan:
 
     dim: int
     rows: int
-    calibration: str | None
+    ranges: np.ndarray | None
     distances: np.ndarray | None
     ids: np.ndarray | None
 
@@ -96,20 +95,15 @@ def scan_shard(
 ) -> ShardScan:
     """Hamming top ``k`` of shard ``index`` for ``queries (q, d) float32`` (see :class:`ShardScan`)."""
     snapshot = _snapshot(index, path)
-    manifest = snapshot.manifest
-    rows = int(snapshot.offsets[-1])
-    calibration = calibration_digest(snapshot.calibration)
-    if queries.shape[1] != manifest.dim or rows == 0:
-        return ShardScan(manifest.dim, rows, calibration, None, None)
-    distances, ids = hamming_candidates(
-        snapshot.bits,
-        snapshot.offsets,
-        quantize_checked(queries, "ubinary", None),
-        k,
-        "numba",
-        resolve_threads(threads),
+    corpus = snapshot.corpus
+    ranges = None if corpus.calibration is None else corpus.calibration.ranges
+    if queries.shape[1] != corpus.dim or corpus.rows == 0:
+        return ShardScan(corpus.dim, corpus.rows, ranges, None, None)
+    query_bits = quantize_checked(queries, "ubinary", None)
+    distances, ids = _engine.hamming_candidates(
+        corpus, query_bits, k, "numba", validation.thread_count(threads)
     )
-    return ShardScan(manifest.dim, rows, calibration, distances, ids)
+    return ShardScan(corpus.dim, corpus.rows, ranges, distances, ids)
 
 
 def score_shard(
@@ -120,31 +114,25 @@ def score_shard(
     slots: np.ndarray,
     per_query: int,
     calibration: str,
+    threads: int | None,
 ) -> np.ndarray:
     """Int8 scores of (query, row) pairs of shard ``index``: ``(s,) float32``.
 
     Pair ``j`` is local row ``rows[j]`` and query ``slots[j] // per_query`` of ``queries (q, d)
     float32``; ``slots`` are positions in the ``(q, per_query)`` candidate matrix of the whole
-    search. Scored with the kernel and query preparation of ``CorpusStore.search``, so a row
-    gets the score the store would give it. ``calibration`` is the digest the scan reported.
+    search. Scored by the engine code ``CorpusStore.search`` runs, so a row gets the score the
+    store would give it. ``calibration`` is the digest of the ranges the scan reported.
     """
-    snapshot = _snapshot(index, path)
-    if (
-        calibration_digest(snapshot.calibration) != calibration
-        or rows.max() >= snapshot.offsets[-1]
-    ):
+    corpus = _snapshot(index, path).corpus
+    if calibration_digest(corpus.calibration) != calibration or rows.max() >= corpus.rows:
         raise RuntimeError(
             f"shard {index} ({path}) was replaced during the search: it no longer holds the rows "
             "or int8 ranges its scan reported"
         )
     candidates = np.full(queries.shape[0] * per_query, -1, dtype=np.int64)
     candidates[slots] = rows  # slots left at -1 belong to other shards and are skipped
-    scores = score_int8_chunks(
-        queries,
-        snapshot.codes,
-        snapshot.offsets,
-        snapshot.calibration,
-        candidates.reshape(-1, per_query),
+    scores = _engine.score_int8(
+        corpus, queries, candidates.reshape(-1, per_query), threads=validation.thread_count(threads)
     )
     return scores.reshape(-1)[slots]
 

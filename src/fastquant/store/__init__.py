@@ -1,6 +1,6 @@
 """The chunked, memory-mapped corpus store and its errors."""
 
-from .corpus import DEFAULT_CHUNK_ROWS, CorpusStore
+from .corpus import DEFAULT_CHUNK_ROWS, CorpusStore, Snapshot
 from .errors import (
     StoreCorruptedError,
     StoreError,
@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "FORMAT_VERSION",
     "CorpusStore",
+    "Snapshot",
     "StoreCorruptedError",
     "StoreError",
     "StoreLockedError",

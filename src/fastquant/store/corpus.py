@@ -28,18 +28,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._kernels.config import resolve_threads
+from .. import _engine, validation
+from ..backends import BACKEND_NAMES
 from ..quantize import Calibration, quantize_checked
-from ..rescore import as_queries
-from ..search import exact_int8_chunks, hamming_candidates, rescore_bit_chunks, rescore_int8_chunks
-from ..validation import (
-    require_dim,
-    require_finite_float_matrix,
-    require_positive_int,
-    require_positive_k,
-)
 from .errors import StoreCorruptedError, StoreError, StoreWriteError
-from .files import MappedRows, file_crc32, write_at
+from .files import file_crc32, map_rows, write_at
 from .lock import WriterLock
 from .manifest import (
     CALIBRATION_NAME,
@@ -66,13 +59,18 @@ Rescore = Literal["int8", "bits", "none"]
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One committed state: its manifest, the mapped chunks and the global id of each chunk's first row."""
+    """One committed state: its manifest and its rows as the search engine reads them.
+
+    ``corpus`` holds the mapped (or, with ``bits_in_memory``, copied) chunks; its arrays keep
+    their memory maps open for as long as the snapshot is referenced.
+    """
 
     manifest: Manifest
-    calibration: Calibration | None
-    bits: tuple[np.ndarray, ...]
-    codes: tuple[MappedRows, ...]
-    offsets: np.ndarray
+    corpus: _engine.ChunkedCorpus
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self.corpus.calibration
 
 
 class CorpusStore:
@@ -113,14 +111,8 @@ class CorpusStore:
         complete or not at all: it is built under a temporary name and renamed into place.
         """
         path = Path(path)
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if (
-            isinstance(chunk_rows, bool)
-            or not isinstance(chunk_rows, (int, np.integer))
-            or chunk_rows < 1
-        ):
-            raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        dim = validation.positive_int("dim", dim)
+        chunk_rows = validation.positive_int("chunk_rows", chunk_rows)
         if ranges is not None and calibration_embeddings is not None:
             raise ValueError("pass ranges or calibration_embeddings, not both")
         calibration, source = None, None
@@ -140,7 +132,7 @@ class CorpusStore:
         building = path.with_name(f".{path.name}.creating-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
         (building / CHUNK_DIR).mkdir(parents=True)
-        manifest = Manifest(dim=int(dim), chunk_rows=int(chunk_rows))
+        manifest = Manifest(dim=dim, chunk_rows=chunk_rows)
         if calibration is not None:
             crc = _write_calibration(building, calibration)
             manifest = manifest.with_chunks((), calibration_crc32=crc, calibration_source=source)
@@ -167,17 +159,14 @@ class CorpusStore:
             previous is None or previous.manifest.calibration_crc32 != manifest.calibration_crc32
         ):
             calibration = _read_calibration(self.path, manifest)
+        kept = previous.corpus if previous is not None else None
         bits, codes = [], []
         for i, chunk in enumerate(manifest.chunks):
-            if (
-                previous is not None
-                and i < len(previous.manifest.chunks)
-                and previous.manifest.chunks[i] == chunk
-            ):
-                bits.append(previous.bits[i])
-                codes.append(previous.codes[i])
+            if kept is not None and i < len(kept.bits) and previous.manifest.chunks[i] == chunk:
+                bits.append(kept.bits[i])
+                codes.append(kept.codes[i])
                 continue
-            bit_rows = MappedRows(
+            bit_rows = map_rows(
                 self.path / bits_file(i),
                 chunk.rows,
                 manifest.bits_width,
@@ -185,19 +174,19 @@ class CorpusStore:
                 random_access=False,
             )
             if self.bits_in_memory:
-                grown = (
-                    previous.bits[i] if previous is not None and i < len(previous.bits) else None
-                )
-                bits.append(_copy_in_memory(bit_rows.array, grown, manifest.chunk_rows))
-            else:
-                bits.append(bit_rows.array)
+                grown = kept.bits[i] if kept is not None and i < len(kept.bits) else None
+                bit_rows = _copy_in_memory(bit_rows, grown, manifest.chunk_rows)
+            bits.append(bit_rows)
             codes.append(
-                MappedRows(
+                map_rows(
                     self.path / codes_file(i), chunk.rows, manifest.dim, np.int8, random_access=True
                 )
             )
         offsets = np.cumsum([0] + [chunk.rows for chunk in manifest.chunks], dtype=np.int64)
-        return Snapshot(manifest, calibration, tuple(bits), tuple(codes), offsets)
+        corpus = _engine.ChunkedCorpus(
+            manifest.dim, tuple(bits), tuple(codes), offsets, calibration
+        )
+        return Snapshot(manifest, corpus)
 
     def refresh(self) -> int:
         """Move to the latest committed state (rows appended by other processes); returns ``len(self)``."""
@@ -219,7 +208,7 @@ class CorpusStore:
     # -- what it holds -----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return int(self._snapshot.offsets[-1])
+        return self._snapshot.corpus.rows
 
     def __repr__(self) -> str:
         m = self._snapshot.manifest
@@ -245,7 +234,7 @@ class CorpusStore:
 
     @property
     def snapshot(self) -> Snapshot:
-        """The committed state this object reads: manifest, bits, codes, offsets, calibration.
+        """The committed state this object reads: its manifest and its chunks (``corpus``).
 
         Read-only; :meth:`append` and :meth:`refresh` replace it with a newer one.
         """
@@ -266,8 +255,9 @@ class CorpusStore:
         NaN/Inf, empty) raises before anything is written. The first append takes the writer lock
         and holds it until :meth:`close`.
         """
-        batch = require_finite_float_matrix("embeddings_f32", embeddings_f32)
-        require_dim("embeddings_f32", batch, self.dim)
+        batch = validation.as_embeddings("embeddings_f32", embeddings_f32, 2)
+        validation.require_float32_range("embeddings_f32", batch)
+        validation.require_dim("embeddings_f32", batch, self.dim)
         with self._append_lock:
             self._acquire()
             # Committed state comes from disk, never from memory: a snapshot can be stale after an
@@ -288,12 +278,7 @@ class CorpusStore:
         """
         calibration = self._snapshot.calibration
         if calibration is None:
-            if batch.shape[0] < 2:
-                raise ValueError(
-                    "the store has no int8 ranges yet and cannot compute them from a single row: "
-                    "append at least two rows first, or create the store with ranges or "
-                    "calibration_embeddings"
-                )
+            validation.require_calibration_rows("the first append", batch.shape[0])
             calibration = Calibration.from_embeddings(batch)
             manifest = manifest.with_chunks(
                 manifest.chunks,
@@ -404,35 +389,20 @@ class CorpusStore:
             ``scores (q, k') float32`` descending and ``ids (q, k') int64``, ``k' = min(k, len(self))``;
             equal scores are ordered by ascending id. The answer does not depend on the chunk size.
         """
-        snapshot = self._snapshot
-        queries = as_queries(query_f32, snapshot.manifest.dim)
-        k = require_positive_k(k)
-        if rescore not in ("int8", "bits", "none"):
-            raise ValueError(f"rescore must be 'int8', 'bits' or 'none', got {rescore!r}")
-        multiplier = (
-            require_positive_int("rescore_multiplier", rescore_multiplier)
-            if rescore != "none"
-            else 1
-        )
-        threads = resolve_threads(threads)
-        if snapshot.offsets[-1] == 0:
-            return _no_results(queries.shape[0])
-        query_bits = quantize_checked(queries, "ubinary", None)
-        dist, candidates = hamming_candidates(
-            snapshot.bits, snapshot.offsets, query_bits, k * multiplier, backend, threads
-        )
-        if rescore == "none":
-            return (snapshot.manifest.dim - 2 * dist[:, :k]).astype(np.float32), candidates[:, :k]
-        if rescore == "bits":
-            return rescore_bit_chunks(queries, snapshot.bits, snapshot.offsets, candidates, k)
-        return rescore_int8_chunks(
+        corpus = self._snapshot.corpus
+        queries = self._queries(query_f32, rescore == "bits")
+        k = validation.positive_int("k", k)
+        rescore = validation.choice("rescore", rescore, _engine.RESCORE_MODES)
+        multiplier = validation.positive_int("rescore_multiplier", rescore_multiplier)
+        return _engine.search(
+            corpus,
             queries,
-            snapshot.codes,
-            snapshot.offsets,
-            snapshot.calibration,
-            candidates,
             k,
-            prefetch=prefetch,
+            rescore=rescore,
+            rescore_multiplier=multiplier,
+            backend=validation.choice("backend", backend, BACKEND_NAMES),
+            threads=validation.thread_count(threads),
+            prefetch=bool(prefetch),
         )
 
     def exact_search(
@@ -442,15 +412,19 @@ class CorpusStore:
 
         Reads every int8 code, 8x the bytes of the binary scan; returns as :meth:`search`.
         """
-        snapshot = self._snapshot
-        queries = as_queries(query_f32, snapshot.manifest.dim)
-        k = require_positive_k(k)
-        threads = resolve_threads(threads)
-        if snapshot.offsets[-1] == 0:
-            return _no_results(queries.shape[0])
-        return exact_int8_chunks(
-            queries, snapshot.codes, snapshot.offsets, snapshot.calibration, k, threads
-        )
+        corpus = self._snapshot.corpus
+        queries = self._queries(query_f32, False)
+        k = validation.positive_int("k", k)
+        threads = validation.thread_count(threads)
+        if corpus.rows == 0:
+            return _engine.no_results(queries.shape[0])
+        return _engine.exact_int8(corpus, queries, k, threads)
+
+    def _queries(self, query_f32: Any, bits_only: bool) -> np.ndarray:
+        """Validated ``(q, dim) float32`` queries whose scores cannot overflow float32."""
+        calibration = self._snapshot.corpus.calibration
+        bound = None if bits_only or calibration is None else validation.int8_bound(calibration)
+        return validation.as_queries(query_f32, self.dim, bound=bound)
 
 
 def _copy_in_memory(mapped: np.ndarray, previous: np.ndarray | None, capacity: int) -> np.ndarray:
@@ -469,11 +443,6 @@ def _copy_in_memory(mapped: np.ndarray, previous: np.ndarray | None, capacity: i
             buffer[:kept] = previous
     buffer[kept:rows] = mapped[kept:rows]
     return buffer[:rows]
-
-
-def _no_results(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(q, 0) float32`` scores and ``(q, 0) int64`` ids: the answer of an empty store."""
-    return np.empty((q, 0), np.float32), np.empty((q, 0), np.int64)
 
 
 def _write_calibration(path: Path, calibration: Calibration) -> int:

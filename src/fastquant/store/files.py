@@ -14,35 +14,31 @@ from pathlib import Path
 
 import numpy as np
 
-from .._kernels.hints import MADV_WILLNEED, advise_rows
 from .errors import StoreCorruptedError
 
 _READ_BYTES = 1 << 24
 
 
-class MappedRows:
-    """Read-only ``(rows, width)`` view of the first rows of a chunk file, memory-mapped."""
+def map_rows(
+    file: Path, rows: int, width: int, dtype: np.dtype, *, random_access: bool
+) -> np.ndarray:
+    """Read-only ``(rows, width)`` array of the first rows of a chunk file, memory-mapped.
 
-    def __init__(
-        self, file: Path, rows: int, width: int, dtype: np.dtype, *, random_access: bool
-    ) -> None:
-        needed = rows * width * np.dtype(dtype).itemsize
-        fd = _open_checked(file, needed, rows)
-        try:
-            self._map = mmap.mmap(fd, needed, prot=mmap.PROT_READ)
-        except OSError as error:
-            raise OSError(error.errno, f"cannot memory-map {file}: {error.strerror}") from error
-        finally:
-            os.close(fd)
-        if random_access:
-            # Rescoring touches single rows: read-ahead around a fault would only evict useful pages.
-            self._map.madvise(mmap.MADV_RANDOM)
-        self.array = np.frombuffer(self._map, dtype=dtype).reshape(rows, width)
-        self.row_bytes = width * np.dtype(dtype).itemsize
-
-    def prefetch(self, rows: np.ndarray) -> None:
-        """Ask the OS to start reading the pages of ``rows (m,) int64`` (sorted for file order)."""
-        advise_rows(self.array.ctypes.data, rows, self.row_bytes, mmap.PAGESIZE, MADV_WILLNEED)
+    The array holds the map open for as long as it (or a view of it) lives. ``random_access``
+    turns off the kernel's read-ahead, for files read a few scattered rows at a time.
+    """
+    needed = rows * width * np.dtype(dtype).itemsize
+    fd = _open_checked(file, needed, rows)
+    try:
+        mapped = mmap.mmap(fd, needed, prot=mmap.PROT_READ)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot memory-map {file}: {error.strerror}") from error
+    finally:
+        os.close(fd)
+    if random_access:
+        # Rescoring touches single rows: read-ahead around a fault would only evict useful pages.
+        mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype=dtype).reshape(rows, width)
 
 
 def _open_checked(file: Path, needed: int, rows: int) -> int:
