@@ -182,6 +182,8 @@ def _describe_text(text: dict[str, str]) -> str:
 
 def _bytes_by_kind(path: Path) -> dict[str, int]:
     """Bytes on disk of the store's files: binary chunks, int8 chunks, records, the rest."""
+    from .records import RECORDS_DIR
+
     kinds = {"binary": 0, "int8 codes": 0, "records": 0, "other": 0}
     for file in path.rglob("*"):
         if not file.is_file():
@@ -190,7 +192,7 @@ def _bytes_by_kind(path: Path) -> dict[str, int]:
             kind = "binary"
         elif file.suffix == ".codes":
             kind = "int8 codes"
-        elif file.parent.name == "records":
+        elif file.parent.name == RECORDS_DIR:
             kind = "records"
         else:
             kind = "other"

@@ -113,9 +113,11 @@ def first_batches(batches: Iterator[EmbeddedBatch], rows: int) -> list[EmbeddedB
     rest of ``batches`` is left to iterate.
     """
     first: list[EmbeddedBatch] = []
+    held = 0
     for batch in batches:
         first.append(batch)
-        if sum(map(len, first)) >= rows:
+        held += len(batch)
+        if held >= rows:
             break
     return first
 
@@ -123,7 +125,7 @@ def first_batches(batches: Iterator[EmbeddedBatch], rows: int) -> list[EmbeddedB
 def calibrate(first: Sequence[EmbeddedBatch]) -> Calibration:
     """The int8 ranges of the vectors of ``first`` (see :func:`first_batches`): two rows or more."""
     sample = np.concatenate([batch.vectors for batch in first])
-    require_calibration_rows("the first rows of the input", len(sample))
+    require_calibration_rows("the input's first batches", len(sample))
     return Calibration.from_embeddings(sample)
 
 
@@ -150,16 +152,15 @@ class CommitPolicy:
         """``first`` then ``rest`` in groups to commit, each as soon as it is due; the last group
         takes what is left. ``first`` (the batches a store was calibrated on) is never split."""
         group: list[Batch] = []
+        held = 0  # rows in group
         for arrived in itertools.chain([list(first)], ([batch] for batch in rest)):
             group += arrived
-            if group and self._due(group):
+            held += sum(map(len, arrived))
+            if group and (held >= self.rows or self.clock() - self._last_commit >= self.seconds):
                 yield group
-                group, self._last_commit = [], self.clock()
+                group, held, self._last_commit = [], 0, self.clock()
         if group:
             yield group
-
-    def _due(self, group: list[Batch]) -> bool:
-        return sum(map(len, group)) >= self.rows or self.clock() - self._last_commit >= self.seconds
 
 
 class Progress:

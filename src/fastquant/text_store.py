@@ -67,10 +67,11 @@ class IndexDescription:
             )
             if description.dim < 1:
                 raise ValueError(f"'dim' is {description.dim}")
-            if list(description.text) not in (["column"], ["template"]) or not isinstance(
-                next(iter(description.text.values())), str
-            ):
-                raise ValueError(f"'text' is {description.text!r}")
+            text = description.text
+            if len(text) != 1 or not isinstance(text.get("column", text.get("template")), str):
+                raise ValueError(
+                    f"'text' is {text!r}, not {{'column': ...}} or {{'template': ...}}"
+                )
             if not all(isinstance(name, str) for name in description.columns):
                 raise ValueError(f"'columns' is {list(description.columns)!r}")
         except ValueError as error:  # JSON and UTF-8 errors are ValueErrors too
@@ -113,7 +114,7 @@ def _field(body: dict, key: str, kind: type, *, optional: bool = False) -> Any:
 
 
 def _shown(value: object) -> object:
-    """Columns as the list they are in ``index.json``."""
+    """``value`` as ``index.json`` holds it (columns as a list), to compare and to show."""
     return list(value) if isinstance(value, tuple) else value
 
 
