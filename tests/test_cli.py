@@ -12,7 +12,7 @@ SMALL = ["bench", "--rows", "3000", "--bits", "72", "--batch", "5", "-k", "7", "
 def test_bench_prints_agreement_and_rates(capsys):
     assert main(SMALL) == 0
     out = capsys.readouterr().out
-    assert "identical results: numba" in out
+    assert "identical results: numba, numpy" in out  # numba checked against another backend
     assert "queries/s" in out and "numba speed-up" in out
 
 
@@ -39,3 +39,31 @@ def test_unknown_command_exits_with_usage():
     with pytest.raises(SystemExit) as exit_info:
         main(["frobnicate"])
     assert exit_info.value.code == 2
+
+
+def test_defaults_and_choices_come_from_the_modules_that_own_them(capsys):
+    from fastquant import embed, texts, web
+    from fastquant.backends import BACKEND_NAMES
+    from fastquant.cli import build_parser
+    from fastquant.demo import DEMO_K
+
+    parser = build_parser()
+    args = parser.parse_args(["index", "in.csv", "--store", "s", "--text-column", "t"])
+    assert (args.batch_size, args.calibration_rows) == (
+        embed.DEFAULT_BATCH_ROWS,
+        embed.DEFAULT_CALIBRATION_ROWS,
+    )
+    args = parser.parse_args(["search", "s", "query"])
+    assert (args.k, args.rescore_multiplier, args.backend) == (
+        texts.DEFAULT_K,
+        texts.DEFAULT_RESCORE_MULTIPLIER,
+        texts.DEFAULT_BACKEND,
+    )
+    assert parser.parse_args(["demo"]).k == DEMO_K
+    args = parser.parse_args(["serve"])
+    assert (args.host, args.port) == (web.DEFAULT_HOST, web.DEFAULT_PORT)
+    for name in BACKEND_NAMES:
+        assert parser.parse_args(["search", "s", "q", "--backend", name]).backend == name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["search", "s", "q", "--backend", "annoy"])
+    assert ", ".join(map(repr, BACKEND_NAMES)) in capsys.readouterr().err

@@ -9,10 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fastquant.embed import index_file, read_index_meta
+from fastquant.embed import index_file
 from fastquant.encoders import ModelNotAvailableError, load_encoder
+from fastquant.pipeline import CommitPolicy, EmbeddedBatch, Progress, calibrate, first_batches
 from fastquant.sources import InputError
 from fastquant.store import CorpusStore, StoreCorruptedError
+from fastquant.text_store import TextStore
 from fastquant.texts import TextIndex
 
 
@@ -63,8 +65,8 @@ def test_index_then_search_returns_the_source_records(tmp_path):
     assert (report.rows_added, report.rows_total, report.resumed_from) == (150, 150, 0)
     assert notices == ["int8 ranges: calibrated on the first 64 rows"]
     assert report.seconds_embedding > 0 and report.seconds_storing > 0
-    meta = read_index_meta(tmp_path / "store")
-    assert meta["model"] == "hash-24" and meta["text"] == {"template": "{title}: {body}"}
+    description = TextStore.open(tmp_path / "store").description
+    assert description.model == "hash-24" and description.text == {"template": "{title}: {body}"}
     with TextIndex.open(tmp_path / "store", encoder=HashEncoder()) as text_index:
         (result,) = text_index.search("doc 42: body 3", k=3)
         assert result.hits[0].record == {"title": "doc 42", "body": "body 3"}
@@ -85,9 +87,10 @@ def test_fast_models_commit_batches_together(tmp_path):
         model=HashEncoder(),
         batch_size=32,
         calibration_rows=40,
+        commit_seconds=float("inf"),  # no commit is due by time: only the last one, of every row
         progress=lambda done, total: seen.append((done, total)),
     )
-    assert seen == [(150, 150)]  # one commit: the run took less than commit_seconds
+    assert seen == [(150, 150)]
 
 
 def test_progress_callback_sees_every_commit(tmp_path):
@@ -257,3 +260,93 @@ def test_empty_texts_embed_to_zero_vectors_not_nan(tmp_path):
     with TextIndex.open(tmp_path / "store") as text_index:
         (result,) = text_index.search("", k=4)
         assert len(result.hits) == 4
+
+
+# -- the stages (fastquant.pipeline) -------------------------------------------------------------
+
+
+class Rows(list):
+    """A stand-in batch: only its length (rows) matters to the stages below."""
+
+
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_commit_policy_commits_when_time_or_rows_are_due():
+    clock = FakeClock()
+    policy = CommitPolicy(seconds=2.0, rows=100, clock=clock)
+    arrivals = [(Rows([0] * 10), 0.5), (Rows([0] * 10), 1.0), (Rows([0] * 10), 0.6)]
+    arrivals += [(Rows([0] * 95), 0.1), (Rows([0] * 10), 0.1), (Rows([0] * 3), 0.1)]
+
+    def batches():
+        for batch, seconds in arrivals:
+            clock.now += seconds  # time spent reading and embedding it
+            yield batch
+
+    groups = [list(map(len, group)) for group in policy.groups([Rows([0] * 10)], batches())]
+    # 2 s after the start (10 + 10 + 10 + 10 rows); then 100 rows; then the rest at the end.
+    assert groups == [[10, 10, 10, 10], [95, 10], [3]]
+
+
+def test_commit_policy_looks_at_the_calibration_rows_before_reading_more():
+    clock = FakeClock()
+    policy = CommitPolicy(seconds=2.0, clock=clock)
+    clock.now = 30.0  # calibrating took long: its rows are committed at once, not split
+    read = []
+    rest = (read.append(i) or Rows([0]) for i in range(3))
+    groups = policy.groups([Rows([0] * 8), Rows([0] * 8)], rest)
+    assert list(map(len, next(groups))) == [8, 8] and read == []
+    assert [list(map(len, g)) for g in groups] == [[1, 1, 1]]
+    assert [list(map(len, g)) for g in CommitPolicy(seconds=0).groups([], [Rows([0])] * 3)] == [
+        [1],
+        [1],
+        [1],
+    ]
+
+
+def test_calibration_takes_the_first_whole_batches():
+    batches = iter([Rows([0] * 32) for _ in range(5)])
+    assert list(map(len, first_batches(batches, 40))) == [32, 32]
+    assert len(list(batches)) == 3  # the rest is left to commit
+    assert list(map(len, first_batches(iter([Rows([0] * 5)]), 40))) == [5]
+    one_row = EmbeddedBatch(pa.RecordBatch.from_pylist([{"a": 1}]), np.ones((1, 4), np.float32))
+    with pytest.raises(ValueError, match="at least two rows"):
+        calibrate([one_row])
+
+
+def test_progress_sums_the_parts_and_ignores_late_counts():
+    seen = []
+    with Progress(lambda done, total: seen.append((done, total)), 100, parts=3) as shown:
+        shown.committed(10, part=2)
+        shown.committed(30, part=0)
+        shown.committed(5, part=2)  # an older event arriving late
+        shown.committed(40, part=1)
+    assert seen == [(10, 100), (40, 100), (40, 100), (80, 100)]
+    with Progress(True, 50, done=20) as bar:
+        assert list(bar.track([Rows([0] * 8), Rows([0] * 8)])) == [[0] * 8, [0] * 8]
+        assert bar._bar.n == 36
+        bar.committed(30)  # behind what was shown: the bar does not move back
+        assert bar._bar.n == 36
+
+
+def test_a_single_row_cannot_calibrate_but_can_use_given_ranges(tmp_path):
+    source = write_parquet(tmp_path, 1)
+    with pytest.raises(ValueError, match="at least two rows"):
+        index_file(source, tmp_path / "a", text_column="title", model=HashEncoder(), progress=False)
+    ranges = np.stack([-np.ones(24), np.ones(24)]).astype(np.float32)
+    report = index_file(
+        source,
+        tmp_path / "b",
+        text_column="title",
+        model=HashEncoder(),
+        ranges=ranges,
+        progress=False,
+    )
+    assert report.rows_total == 1 and report.calibration == "ranges given to create"

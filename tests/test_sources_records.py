@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,6 +12,7 @@ import pytest
 from fastquant.records import RecordLog
 from fastquant.sources import InputError, TextRecipe, TextSource
 from fastquant.store import StoreCorruptedError
+from fastquant.text_store import IndexDescription, TextStore
 
 ROWS = [
     {"name": f"item {i}", "uses": f"use {i % 7}", "note": None if i % 5 == 0 else f"n{i}"}
@@ -206,3 +208,97 @@ def test_a_damaged_records_file_is_an_error_not_a_crash(tmp_path):
         part.write_bytes(bytes(damaged))
         run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True)
         assert run.returncode == 0, (offset, run.returncode, run.stderr.decode()[-300:])
+
+
+# -- the description of a text index (records/index.json) -----------------------------------------
+
+DESCRIPTION = IndexDescription(
+    model="wordllama",
+    dim=256,
+    text={"template": "{name}: {uses}"},
+    columns=("name", "uses", "note"),
+    source="/data/input.parquet",
+    start_row=100,
+)
+
+
+def test_description_round_trip_keeps_the_file_format(tmp_path):
+    text_store = TextStore.open(tmp_path)
+    assert text_store.description is None and len(text_store.records) == 0
+    text_store.describe(DESCRIPTION)
+    file = tmp_path / "records" / "index.json"
+    assert json.loads(file.read_text()) == {
+        "model": "wordllama",
+        "dim": 256,
+        "text": {"template": "{name}: {uses}"},
+        "columns": ["name", "uses", "note"],
+        "source": "/data/input.parquet",
+        "start_row": 100,
+    }
+    assert file.read_text().startswith('{\n "model": "wordllama",\n "dim": 256,')
+    assert TextStore.open(tmp_path).description == DESCRIPTION
+    older = {"model": "minilm", "dim": 384, "text": {"column": "uses"}, "columns": ["uses"]}
+    file.write_text(json.dumps(older))  # written before source and start_row were recorded
+    assert TextStore.open(tmp_path).description == IndexDescription(
+        "minilm", 384, {"column": "uses"}, ("uses",)
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("{not json", "Expecting property name"),
+        (b'{"\xc3(": 1}', "can't decode"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"model": "m", "dim": 8, "text": {"column": "a"}}', "'columns' is missing"),
+        ('{"model": "m", "dim": "8", "text": {"column": "a"}, "columns": []}', "'dim' is '8'"),
+        ('{"model": "m", "dim": 0, "text": {"column": "a"}, "columns": []}', "'dim' is 0"),
+        ('{"model": "m", "dim": true, "text": {"column": "a"}, "columns": []}', "'dim' is True"),
+        ('{"model": "m", "dim": 8, "text": {"col": "a"}, "columns": []}', "'text' is"),
+        ('{"model": "m", "dim": 8, "text": {"column": 1}, "columns": []}', "'text' is"),
+        ('{"model": "m", "dim": 8, "text": {"column": "a"}, "columns": [1]}', "'columns' is"),
+        (
+            '{"model": "m", "dim": 8, "text": {"column": "a"}, "columns": [], "start_row": "0"}',
+            "'start_row'",
+        ),
+    ],
+)
+def test_a_damaged_description_names_its_file(tmp_path, content, why):
+    (tmp_path / "records").mkdir()
+    file = tmp_path / "records" / "index.json"
+    file.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(StoreCorruptedError, match=f"{file} is not a fastquant index description"):
+        TextStore.open(tmp_path)
+    with pytest.raises(StoreCorruptedError, match=re.escape(why)):
+        TextStore.open(tmp_path)
+    file.unlink()
+    file.mkdir()  # unreadable
+    with pytest.raises(StoreCorruptedError, match=f"cannot read {file}"):
+        TextStore.open(tmp_path)
+
+
+def test_text_store_verify_needs_a_description_and_a_record_per_row(tmp_path):
+    text_store = TextStore.open(tmp_path)
+    assert text_store.verify(5) == 0  # a store of embeddings only: nothing to check
+    text_store.records.write(0, batch_of(0, 4))
+    with pytest.raises(StoreCorruptedError, match="records/index.json is missing"):
+        TextStore.open(tmp_path).verify(4)
+    with pytest.raises(StoreCorruptedError, match="has no records/ description"):
+        TextStore.open(tmp_path).require_description()
+    text_store.describe(DESCRIPTION)
+    assert TextStore.open(tmp_path).verify(4) > 0
+    assert TextStore.open(tmp_path).require_description() == DESCRIPTION
+    with pytest.raises(StoreCorruptedError, match="holds 4 records for 5 rows"):
+        TextStore.open(tmp_path).verify(5)
+
+
+def test_a_description_refuses_other_settings_naming_the_first(tmp_path):
+    DESCRIPTION.require_same(tmp_path, model="wordllama", columns=["name", "uses", "note"])
+    with pytest.raises(InputError, match="indexed with model 'wordllama', not 'minilm'; use the"):
+        DESCRIPTION.require_same(tmp_path, model="minilm")
+    with pytest.raises(
+        InputError, match=re.escape("indexed with columns ['name', 'uses', 'note'], not ['name']")
+    ):
+        DESCRIPTION.require_same(tmp_path, text={"template": "{name}: {uses}"}, columns=("name",))
+    with pytest.raises(InputError, match="indexed with start_row 100, not 0; re-run with the same"):
+        DESCRIPTION.require_same(tmp_path, start_row=0)

@@ -16,7 +16,12 @@ import sys
 from collections.abc import Sequence
 
 from . import commands
+from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER
+from .backends import BACKEND_NAMES
+from .demo import DEMO_K
+from .embed import DEFAULT_BATCH_ROWS, DEFAULT_CALIBRATION_ROWS
 from .store import StoreError
+from .web import DEFAULT_HOST, DEFAULT_PORT
 
 #: Exit status of a command that failed with a reported error.
 EXIT_ERROR = 1
@@ -25,18 +30,20 @@ EXIT_INTERRUPTED = 130
 
 
 def _add_search_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-k", type=int, default=10, help="answers per query (default 10)")
+    p.add_argument(
+        "-k", type=int, default=DEFAULT_K, help="answers per query (default %(default)s)"
+    )
     p.add_argument(
         "--rescore-multiplier",
         type=int,
-        default=4,
-        help="binary candidates per answer rescored with int8 (default 4)",
+        default=DEFAULT_RESCORE_MULTIPLIER,
+        help="binary candidates per answer rescored with int8 (default %(default)s)",
     )
     p.add_argument(
         "--backend",
-        default="numba",
-        choices=["numba", "faiss", "usearch", "numpy"],
-        help="Hamming scan engine (default numba)",
+        default=DEFAULT_BACKEND,
+        choices=BACKEND_NAMES,
+        help="Hamming scan engine (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
 
@@ -60,12 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="minilm (default), wordllama, or a sentence-transformers folder",
     )
-    p.add_argument("--batch-size", type=int, default=256, help="rows per batch (default 256)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_ROWS,
+        help="rows per batch (default %(default)s)",
+    )
     p.add_argument(
         "--calibration-rows",
         type=int,
-        default=2048,
-        help="first rows that set the int8 ranges (default 2048)",
+        default=DEFAULT_CALIBRATION_ROWS,
+        help="first rows that set the int8 ranges (default %(default)s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=commands.index)
@@ -91,15 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--query", action="append", help="query text (repeatable; default: three examples)"
     )
-    p.add_argument("-k", type=int, default=5, help="answers per query (default 5)")
+    p.add_argument("-k", type=int, default=DEMO_K, help="answers per query (default %(default)s)")
     p.add_argument("--model", default=None, help="minilm (default) or wordllama")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=commands.demo)
 
     p = sub.add_parser("serve", help="the search web page (needs the 'web' extra)")
     p.add_argument("store", nargs="?", default=None, help="store directory (default: the demo)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)"
+    )
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)s)")
     p.add_argument(
         "--model",
         default=None,

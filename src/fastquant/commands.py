@@ -132,13 +132,13 @@ def _print_results(result, fields: list[str], rows: int) -> None:
 
 def info(args: argparse.Namespace) -> int:
     """Rows, dimension, chunks, and bytes per representation against float32."""
-    from .embed import read_index_meta
     from .store import CorpusStore
+    from .text_store import TextStore
 
     with CorpusStore.open(args.store) as store:
         manifest, rows, dim = store.manifest, len(store), store.dim
         calibration = store.calibration_source
-    meta = read_index_meta(args.store)
+    description = TextStore.open(args.store).description
     on_disk = _bytes_by_kind(Path(args.store))
     float32 = rows * dim * 4
     sizes = [
@@ -153,8 +153,8 @@ def info(args: argparse.Namespace) -> int:
         "chunks": len(manifest.chunks),
         "chunk_rows": manifest.chunk_rows,
         "int8 ranges": calibration or "not yet calibrated",
-        "model": meta["model"] if meta else None,
-        "text": _describe_text(meta["text"]) if meta else None,
+        "model": description.model if description else None,
+        "text": _describe_text(description.text) if description else None,
         "bytes": dict(sizes) | {"on disk": on_disk},
     }
     if args.json:
@@ -182,6 +182,8 @@ def _describe_text(text: dict[str, str]) -> str:
 
 def _bytes_by_kind(path: Path) -> dict[str, int]:
     """Bytes on disk of the store's files: binary chunks, int8 chunks, records, the rest."""
+    from .records import RECORDS_DIR
+
     kinds = {"binary": 0, "int8 codes": 0, "records": 0, "other": 0}
     for file in path.rglob("*"):
         if not file.is_file():
@@ -190,7 +192,7 @@ def _bytes_by_kind(path: Path) -> dict[str, int]:
             kind = "binary"
         elif file.suffix == ".codes":
             kind = "int8 codes"
-        elif file.parent.name == "records":
+        elif file.parent.name == RECORDS_DIR:
             kind = "records"
         else:
             kind = "other"
@@ -201,21 +203,14 @@ def _bytes_by_kind(path: Path) -> dict[str, int]:
 
 def verify(args: argparse.Namespace) -> int:
     """Check every committed byte of a store (and its records) against its checksum."""
-    from .embed import INDEX_META, read_index_meta
-    from .records import RecordLog
-    from .store import CorpusStore, StoreCorruptedError
+    from .store import CorpusStore
+    from .text_store import TextStore
 
     started = time.perf_counter()
     with CorpusStore.open(args.store) as store:
         checked = store.verify()
         rows = len(store)
-    meta = read_index_meta(args.store)  # a damaged index.json raises, naming it
-    records = RecordLog(args.store)
-    if meta is None and len(records):
-        raise StoreCorruptedError(f"{records.path / INDEX_META} is missing")
-    if meta is not None:
-        records.require_rows(rows)
-        checked += records.verify()
+    checked += TextStore.open(args.store).verify(rows)  # a damaged index.json raises, naming it
     print(
         f"ok: {rows:,} rows, {human_bytes(checked)} checked in {time.perf_counter() - started:.1f} s"
     )
@@ -224,7 +219,7 @@ def verify(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """Build the medicine demo store on first use, then answer the demo's (or the given) queries."""
-    from .demo import DEMO_QUERIES
+    from .demo import DEMO_FIELDS, DEMO_QUERIES
     from .texts import TextIndex
 
     path, encoder = _ready_demo_store(args)
@@ -232,19 +227,22 @@ def demo(args: argparse.Namespace) -> int:
         text_index.warm_up()
         results = text_index.search(args.query or list(DEMO_QUERIES), args.k)
         for result in results:
-            _print_results(result, ["Medicine Name", "Composition", "Uses"], len(text_index))
+            _print_results(result, list(DEMO_FIELDS), len(text_index))
     return 0
 
 
 def _ready_demo_store(args: argparse.Namespace):
     """The demo store's path, indexed now if it is not complete, and its loaded encoder."""
-    from .demo import build_demo_store, demo_store_complete, demo_store_path
+    from .demo import build_demo_store, demo_store_complete, demo_store_path, medicine_rows
     from .encoders import load_encoder
 
     encoder = load_encoder(args.model)
     path = demo_store_path(encoder.name)
     if not demo_store_complete(path):
-        _notice(f"indexing the 11,825 bundled medicines into {path} (once; later runs reuse it)")
+        _notice(
+            f"indexing the {medicine_rows():,} bundled medicines into {path} "
+            "(once; later runs reuse it)"
+        )
         report = build_demo_store(encoder, progress=not args.no_progress, log=_notice)
         _notice(f"indexed {report.rows_added:,} medicines in {report.seconds:.0f} s")
     return path, encoder
@@ -252,11 +250,12 @@ def _ready_demo_store(args: argparse.Namespace):
 
 def serve(args: argparse.Namespace) -> int:
     """Serve the search page for a store (default: the medicine demo, built if needed)."""
+    from .demo import DEMO_TITLE
     from .web import serve as serve_page
 
     if args.store is None:
         path, encoder = _ready_demo_store(args)
-        serve_page(path, host=args.host, port=args.port, model=encoder, title="Medicine search")
+        serve_page(path, host=args.host, port=args.port, model=encoder, title=DEMO_TITLE)
     else:
         serve_page(args.store, host=args.host, port=args.port, model=args.model)
     return 0

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .data import medicine_parquet
-from .embed import IndexReport, Progress, index_file, read_index_meta
+from .embed import IndexReport, index_file
 from .encoders import DEFAULT_MODEL, Encoder, encoder_name
+from .pipeline import ProgressCallback
+from .text_store import TextStore
 
 #: How one medicine becomes one text to embed.
 MEDICINE_TEMPLATE = (
@@ -19,6 +21,11 @@ DEMO_QUERIES = (
     "migraine headache",
     "high blood pressure",
 )
+#: The record fields ``fastquant demo`` shows for each answer, and how many answers.
+DEMO_FIELDS = ("Medicine Name", "Composition", "Uses")
+DEMO_K = 5
+#: The title of the demo's search page.
+DEMO_TITLE = "Medicine search"
 _DEMO_VERSION = 1
 
 
@@ -41,16 +48,16 @@ def demo_store_complete(path: Path) -> bool:
     """Whether the demo store at ``path`` exists and holds every medicine."""
     from .store import CorpusStore
 
-    if read_index_meta(path) is None:
+    if TextStore.open(path).description is None:
         return False
     with CorpusStore.open(path) as store:
-        return len(store) == _medicine_rows()
+        return len(store) == medicine_rows()
 
 
 def build_demo_store(
     model: str | Encoder | None = None,
     *,
-    progress: bool | Progress = True,
+    progress: bool | ProgressCallback = True,
     log: Callable[[str], None] | None = None,
 ) -> IndexReport:
     """Index (or finish indexing) the bundled medicines into :func:`demo_store_path`."""
@@ -64,7 +71,8 @@ def build_demo_store(
     )
 
 
-def _medicine_rows() -> int:
+def medicine_rows() -> int:
+    """How many medicines the bundled data set holds (11,825)."""
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(medicine_parquet()).metadata.num_rows

@@ -39,7 +39,7 @@ def hamming_topk(
     query_bits: np.ndarray,
     k: int,
     *,
-    backend: str = "numba",
+    backend: str = _engine.DEFAULT_BACKEND,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest corpus rows of each query by Hamming distance.

@@ -25,7 +25,8 @@ _PART = re.compile(r"^(\d{12})-(\d+)-([0-9a-f]{8})\.arrow$")
 
 
 class RecordLog:
-    """The records folder of the store at ``store_path`` (created on the first write)."""
+    """The record files in the records folder of the store at ``store_path`` (created on the first
+    write); :class:`~fastquant.text_store.TextStore` holds them with the folder's description."""
 
     def __init__(self, store_path: str | os.PathLike[str]) -> None:
         self.path = Path(store_path) / RECORDS_DIR

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .embed import read_index_meta
+from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER
 from .encoders import Encoder, load_encoder
-from .records import RECORDS_DIR, RecordLog
-from .store import CorpusStore, StoreCorruptedError
+from .store import CorpusStore
+from .text_store import TextStore
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,18 @@ class TextResults:
 class TextIndex:
     """A store with its records and model; open one with :meth:`open`.
 
-    The model is loaded on the first search (or passed as ``encoder``).
+    ``description`` (:class:`~fastquant.text_store.IndexDescription`) says how the store was
+    indexed; ``records`` holds the source record of each row. The model is loaded on the first
+    search (or passed as ``encoder``).
     """
 
-    def __init__(self, store: CorpusStore, meta: dict, encoder: Encoder | None) -> None:
-        self.store, self.meta, self._encoder = store, meta, encoder
-        self.records = RecordLog(store.path)
+    def __init__(self, store: CorpusStore, text_store: TextStore, encoder: Encoder | None) -> None:
+        self.store, self._encoder = store, encoder
+        self.description = text_store.require_description()
+        self.records = text_store.records
         self.records.require_rows(len(store))
+        if encoder is not None and encoder.dim != store.dim:
+            raise ValueError(f"the encoder makes {encoder.dim}-d vectors, the store {store.dim}-d")
 
     @classmethod
     def open(
@@ -55,17 +60,11 @@ class TextIndex:
     ) -> TextIndex:
         """Open the store at ``path``, which ``fastquant index`` must have built."""
         store = CorpusStore.open(path, bits_in_memory=bits_in_memory)
-        meta = read_index_meta(path)
-        if meta is None:
+        try:
+            return cls(store, TextStore.open(path), encoder)
+        except BaseException:
             store.close()
-            raise StoreCorruptedError(
-                f"{path} has no {RECORDS_DIR}/ description: it was not built by fastquant index, "
-                "so it cannot be searched by text"
-            )
-        if encoder is not None and encoder.dim != store.dim:
-            store.close()
-            raise ValueError(f"the encoder makes {encoder.dim}-d vectors, the store {store.dim}-d")
-        return cls(store, meta, encoder)
+            raise
 
     def close(self) -> None:
         self.store.close()
@@ -86,12 +85,12 @@ class TextIndex:
     @property
     def fields(self) -> list[str]:
         """The record's columns, in input order."""
-        return list(self.meta["columns"])
+        return list(self.description.columns)
 
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = load_encoder(self.meta["model"])
+            self._encoder = load_encoder(self.description.model)
         return self._encoder
 
     def warm_up(self) -> None:
@@ -105,10 +104,10 @@ class TextIndex:
     def search(
         self,
         queries: str | Sequence[str],
-        k: int = 10,
+        k: int = DEFAULT_K,
         *,
-        rescore_multiplier: int = 4,
-        backend: str = "numba",
+        rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
+        backend: str = DEFAULT_BACKEND,
         threads: int | None = None,
     ) -> list[TextResults]:
         """The top ``k`` records for each query (one ``TextResults`` per query, in order).

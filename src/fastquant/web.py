@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import gradio
 
 EMPTY_QUERY = "Nothing to search: type a query first."
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
 _SEPARATORS = " \t\n.,;:|-"
 _TABLE_CSS = """
 p { margin: 0.5em 0; }
@@ -37,7 +39,7 @@ td { border-bottom: 1px solid var(--border-color-primary); }
 def query_fields(text_recipe: Mapping[str, str]) -> list[str]:
     """The columns a query fills: the template's fields in order, or the one text column.
 
-    ``text_recipe`` is a store's ``meta["text"]``: ``{"column": name}`` or ``{"template": text}``.
+    ``text_recipe`` is a store's ``description.text``: ``{"column": name}`` or ``{"template": text}``.
     """
     if "column" in text_recipe:
         return [text_recipe["column"]]
@@ -65,7 +67,7 @@ def combine_query(text_recipe: Mapping[str, str], values: Mapping[str, str]) -> 
 
 def search_page(index: TextIndex, values: Mapping[str, str], k: int) -> str:
     """The page's answer (HTML) to the query fields ``values``: status, query and results table."""
-    query = combine_query(index.meta["text"], values)
+    query = combine_query(index.description.text, values)
     if not query:
         return f'<p class="status">{EMPTY_QUERY}</p>'
     (result,) = index.search(query, k)
@@ -81,7 +83,7 @@ def search_page(index: TextIndex, values: Mapping[str, str], k: int) -> str:
 def build_app(index: TextIndex, *, title: str = "fastquant search") -> gradio.Blocks:
     """The search page of ``index``, ready to ``.launch()`` (see :func:`serve`)."""
     gr = _gradio()
-    fields = query_fields(index.meta["text"])
+    fields = query_fields(index.description.text)
 
     def search(k: float, *values: str) -> str:
         return search_page(index, dict(zip(fields, values)), int(k))
@@ -89,7 +91,7 @@ def build_app(index: TextIndex, *, title: str = "fastquant search") -> gradio.Bl
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(
             f"# {html.escape(title)}\n{len(index):,} records in `{index.path.name}`, "
-            f"embedded with `{index.meta['model']}`"
+            f"embedded with `{index.description.model}`"
         )
         with gr.Row():
             boxes = [gr.Textbox(label=_label(name)) for name in fields]
@@ -110,8 +112,8 @@ def build_app(index: TextIndex, *, title: str = "fastquant search") -> gradio.Bl
 def serve(
     path: str | os.PathLike[str],
     *,
-    host: str = "127.0.0.1",
-    port: int = 7860,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
     model: str | Encoder | None = None,
     title: str = "fastquant search",
     block: bool = True,

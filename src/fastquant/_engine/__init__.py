@@ -15,9 +15,18 @@ store's answer:
 from .corpus import ChunkedCorpus, chunk_segments, prefetch_rows
 from .scan import FAR_DISTANCE, hamming_candidates, merge_sorted
 from .score import exact_int8, no_results, score_bits, score_int8, top_by_score
-from .search import RESCORE_MODES, search
+from .search import (
+    DEFAULT_BACKEND,
+    DEFAULT_K,
+    DEFAULT_RESCORE_MULTIPLIER,
+    RESCORE_MODES,
+    search,
+)
 
 __all__ = [
+    "DEFAULT_BACKEND",
+    "DEFAULT_K",
+    "DEFAULT_RESCORE_MULTIPLIER",
     "FAR_DISTANCE",
     "RESCORE_MODES",
     "ChunkedCorpus",

@@ -12,6 +12,12 @@ from .score import no_results, score_bits, score_int8, top_by_score
 #: How candidates are rescored: against their int8 codes, their bits (BPR), or not at all.
 RESCORE_MODES = ("int8", "bits", "none")
 
+#: Defaults of every search entry point (``CorpusStore.search``, ``TextIndex.search``, the CLI,
+#: ``fastquant.distributed.search``).
+DEFAULT_K = 10
+DEFAULT_RESCORE_MULTIPLIER = 4
+DEFAULT_BACKEND = "numba"
+
 
 def search(
     corpus: ChunkedCorpus,

@@ -15,16 +15,25 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike, fspath
 
 import numpy as np
 from distributed import Client, get_worker
 
-from ..embed import DEFAULT_BATCH_ROWS, DEFAULT_CALIBRATION_ROWS, IndexReport, Progress, index_file
+from ..embed import DEFAULT_BATCH_ROWS, DEFAULT_CALIBRATION_ROWS, IndexReport, index_file
 from ..encoders import Encoder, load_encoder
-from ..quantize import Calibration
+from ..pipeline import (
+    Progress,
+    ProgressCallback,
+    StageSeconds,
+    TextVectors,
+    calibrate,
+    embedded_batches,
+    first_batches,
+)
 from ..sources import InputError, TextRecipe, TextSource
 from ..store import DEFAULT_CHUNK_ROWS
 from ..validation import non_negative_int, positive_int
@@ -60,7 +69,7 @@ def index(
     calibration_rows: int = DEFAULT_CALIBRATION_ROWS,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     workers: Sequence[Placement] | None = None,
-    progress: bool | Progress = True,
+    progress: bool | ProgressCallback = True,
     retries: int = DEFAULT_RETRIES,
 ) -> list[IndexReport]:
     """Embed ``input_path`` (parquet, CSV or JSONL) into the shards ``store_paths``, in parallel.
@@ -105,10 +114,7 @@ def index(
         pure=False,
         retries=retries,
     ).result()
-    topic = f"fastquant-index-{uuid.uuid4().hex}"
-    tracker = _Progress(progress, plan)
-    client.subscribe_topic(topic, lambda event: tracker.shard(event[1][0], event[1][1]))
-    try:
+    with _shard_progress(client, progress, plan) as (topic, shown):
         futures = [
             client.submit(
                 index_shard,
@@ -130,11 +136,23 @@ def index(
         ]
         reports: list[IndexReport] = client.gather(futures)
         for i, shard_report in enumerate(reports):  # events may still be on their way
-            tracker.shard(i, shard_report.rows_total)
-    finally:
-        client.unsubscribe_topic(topic)
-        tracker.close()
+            shown.committed(shard_report.rows_total, part=i)
     return reports
+
+
+@contextmanager
+def _shard_progress(
+    client: Client, progress: bool | ProgressCallback, plan: IndexPlan
+) -> Iterator[tuple[str, Progress]]:
+    """A new event topic for shard tasks to log ``(shard, rows_done, shard_rows)`` on, and the
+    :class:`~fastquant.pipeline.Progress` of the whole input that the client shows them in."""
+    topic = f"fastquant-index-{uuid.uuid4().hex}"
+    with Progress(progress, plan.rows, parts=len(plan.bounds) - 1) as shown:
+        client.subscribe_topic(topic, lambda event: shown.committed(event[1][1], part=event[1][0]))
+        try:
+            yield topic, shown
+        finally:
+            client.unsubscribe_topic(topic)
 
 
 def plan_index(
@@ -147,29 +165,24 @@ def plan_index(
 ) -> IndexPlan:
     """Split the input's rows into ``shards`` runs of whole batches and calibrate the int8 ranges.
 
-    The ranges come from the first ``calibration_rows`` rows (rounded up to whole batches),
-    embedded in batches of ``batch_size``: the rows ``index_file`` calibrates a new store on.
+    The ranges come from the first ``calibration_rows`` rows rounded up to whole batches of
+    ``batch_size`` (:func:`~fastquant.pipeline.first_batches`): the rows ``index_file``
+    calibrates a new store on.
     """
     source = TextSource(input_path)
     texts = TextRecipe(source.columns, **recipe)
     rows = source.count_rows()
-    batches = -(-rows // batch_size)
-    if batches < shards:
+    batch_count = -(-rows // batch_size)
+    if batch_count < shards:
         raise InputError(
-            f"{input_path} has {rows:,} rows, {batches} batches of {batch_size}: too few for "
+            f"{input_path} has {rows:,} rows, {batch_count} batches of {batch_size}: too few for "
             f"{shards} shards (each indexes whole batches); use fewer shards or a smaller batch_size"
         )
-    bounds = tuple(min(rows, batch_size * (batches * i // shards)) for i in range(shards + 1))
-    encoder = _encoder(model)
-    sample: list[np.ndarray] = []
-    for batch in source.batches(batch_size, 0, rows):
-        sample.append(encoder.encode(texts.texts(batch)))
-        if sum(len(part) for part in sample) >= calibration_rows:
-            break
-    embeddings = np.concatenate(sample)
-    if len(embeddings) < 2:
-        raise InputError("at least two rows are needed to calibrate the int8 ranges")
-    return IndexPlan(rows, bounds, Calibration.from_embeddings(embeddings).ranges)
+    bounds = tuple(min(rows, batch_size * (batch_count * i // shards)) for i in range(shards + 1))
+    vector_source = TextVectors(texts, _encoder(model))
+    batches = embedded_batches(source.batches(batch_size, 0, rows), vector_source, StageSeconds())
+    calibration = calibrate(first_batches(batches, calibration_rows))
+    return IndexPlan(rows, bounds, calibration.ranges)
 
 
 def index_shard(
@@ -209,31 +222,3 @@ def _encoder(model: str | None) -> Encoder:
         if model not in _encoders:
             _encoders[model] = load_encoder(model)
         return _encoders[model]
-
-
-class _Progress:
-    """Rows committed per shard, summed into one bar (or callback) for the whole input."""
-
-    def __init__(self, progress: bool | Progress, plan: IndexPlan) -> None:
-        self.rows, self.done = plan.rows, [0] * (len(plan.bounds) - 1)
-        self.callback = progress if callable(progress) else None
-        self.bar = None
-        if progress and self.callback is None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=plan.rows, unit="rows", desc="indexing", dynamic_ncols=True)
-        self.lock = threading.Lock()
-
-    def shard(self, index: int, rows_done: int) -> None:
-        """Shard ``index`` has committed ``rows_done`` of its rows (events may come out of order)."""
-        with self.lock:
-            self.done[index] = max(self.done[index], rows_done)
-            total = sum(self.done)
-            if self.callback is not None:
-                self.callback(total, self.rows)
-            if self.bar is not None:
-                self.bar.update(total - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -363,11 +363,11 @@ class CorpusStore:
     def search(
         self,
         query_f32: Any,
-        k: int = 10,
+        k: int = _engine.DEFAULT_K,
         *,
         rescore: Rescore = "int8",
-        rescore_multiplier: int = 4,
-        backend: str = "numba",
+        rescore_multiplier: int = _engine.DEFAULT_RESCORE_MULTIPLIER,
+        backend: str = _engine.DEFAULT_BACKEND,
         threads: int | None = None,
         prefetch: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -406,7 +406,7 @@ class CorpusStore:
         )
 
     def exact_search(
-        self, query_f32: Any, k: int = 10, *, threads: int | None = None
+        self, query_f32: Any, k: int = _engine.DEFAULT_K, *, threads: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exhaustive int8 search: every row's dequantized dot product with each query, no binary filter.
 
