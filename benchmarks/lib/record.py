@@ -2,14 +2,8 @@
 
 A benchmark ``benchmarks/<name>.py`` measures, checks its own answers (an ``AssertionError``
 when they are wrong: a run with wrong answers writes nothing) and writes
-``benchmarks/results/<name>.json``, nothing else; ``benchmarks/report.py`` renders it::
-
-    def main(argv: list[str] | None = None) -> int:
-        args = record.parser(__doc__).parse_args(argv)
-        run = record.Run("name", args, argv)
-        ...  # measure and check
-        run.save(threads=[2], shapes={"rows": 1_000_000}, cases=[...])
-        return 0
+``benchmarks/results/<name>.json`` through ``Run.save``, nothing else (how to add one:
+``benchmarks/README.md``).
 
 Every result holds these keys, then the benchmark's own: ``benchmark`` (its name), ``command``
 (the exact command line), ``quick``, ``commit`` (``git describe --always --dirty``),
