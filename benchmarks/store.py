@@ -55,6 +55,13 @@ K, MULTIPLIER, THREADS = 10, 4, 2
 APPEND_BATCH_ROWS = 100_000
 
 
+def public_rescore(
+    query_f32: np.ndarray, codes_i8: np.ndarray, candidates: np.ndarray, calibration
+):
+    """``fastquant.rescore_int8`` of ``candidates`` to the top ``K``: what the store must match."""
+    return rescore_int8(query_f32, codes_i8, candidates, calibration, k=K)
+
+
 def same(got: tuple, expected: tuple, what: str) -> None:
     """Raise unless ``got`` and ``expected`` (scores, ids) are equal."""
     if not all(np.array_equal(a, b) for a, b in zip(got, expected)):
@@ -69,7 +76,7 @@ def warm_rescoring(store: CorpusStore, bits: np.ndarray, codes: np.ndarray, quic
     _, candidates = hamming_topk(bits, quantize_embeddings(queries, "ubinary"), K * MULTIPLIER)
 
     def public(i: int):
-        return rescore_int8(queries[i], codes, candidates[i], calibration, k=K)
+        return public_rescore(queries[i], codes, candidates[i], calibration)
 
     def chunks(i: int, prefetch: bool = True):
         return rescore_int8_chunks(
@@ -120,7 +127,7 @@ def search_vs_kernel(
 
     for q, qb in zip(queries, query_bits):
         distances, candidates = kernel(qb)
-        expected = rescore_int8(q, codes, candidates, store.calibration, k=K)
+        expected = public_rescore(q, codes, candidates, store.calibration)
         same(store.search(q, K, threads=THREADS), expected, "store.search")
         same(memory_store.search(q, K, threads=THREADS), expected, "store.search, bits in memory")
         scores, ids = store.search(q, K, rescore="none", threads=THREADS)

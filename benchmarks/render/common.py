@@ -28,8 +28,6 @@ def header(name: str, result: dict) -> list[str]:
     machine = result["machine"]
     ram = f", {machine['ram_gib']} GiB RAM" if machine.get("ram_gib") else ""
     shapes = "; ".join(f"{key}: {value(v)}" for key, v in result["shapes"].items())
-    lines = ["**A `--quick` run: tiny shapes, a smoke test, not a measurement.**"]
-    lines = lines if result.get("quick") else []
     text = (
         f"Machine: {machine['cpu']}, {machine['cores']} vCPUs{ram}. "
         f"Threads: {value(result['threads'])}. Shapes: {shapes}."
@@ -40,8 +38,11 @@ def header(name: str, result: dict) -> list[str]:
             f" 1-minute load average {before:.1f} before and {after:.1f} after the run "
             "(other work on this shared machine)."
         )
-    where = "" if result.get("quick") else f" (results in `benchmarks/results/{name}.json`)"
-    return [*lines, text, f"Reproduce: `{result['command']}`{where}."]
+    if result.get("quick"):
+        quick = "**A `--quick` run: tiny shapes, a smoke test, not a measurement.**"
+        return [quick, text, f"Reproduce: `{result['command']}`."]
+    where = f"results in `benchmarks/results/{name}.json`"
+    return [text, f"Reproduce: `{result['command']}` ({where})."]
 
 
 def table(columns: list[str], rows: list[list[str]]) -> list[str]:

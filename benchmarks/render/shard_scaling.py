@@ -10,8 +10,10 @@ TITLE = "Sharded search on a local Dask cluster"
 def markdown(result: dict, images: Images) -> str:
     engines, batches = list(result["engines"]), result["batches"]
     ratios = list(next(iter(batches.values()))["ratios"])
+    dask = result["machine"]["versions"].get("distributed", "?")
     lines = [
-        f"{result['rounds']} alternating rounds; medians in ms per query. Every engine returned "
+        f"dask {dask}, {result['rounds']} alternating rounds; medians in ms per query. Every "
+        "engine returned "
         "exactly the single store's scores and ids. Engines (each worker process has one "
         "thread, and stands for one machine):",
         "",
