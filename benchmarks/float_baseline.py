@@ -43,7 +43,7 @@ import numpy as np
 
 from fastquant import Calibration, hamming_topk, int8_topk, quantize_embeddings, rescore_int8
 from lib import record
-from lib.rounds import alternate
+from lib.rounds import alternate, faiss_threads
 from lib.synthetic import batches, noisy_queries
 
 SEED = 20261121
@@ -166,13 +166,17 @@ def top1_is_source(corpus: Corpus) -> dict[str, float]:
     return top1
 
 
+def float32_one_thread(corpus: Corpus, queries: np.ndarray) -> np.ndarray:
+    """The float32 baseline's ids ``(q, K)`` with faiss on one OpenMP thread."""
+    with faiss_threads(1):
+        return corpus.flat.search(queries, K)[1]
+
+
 def time_case(corpus: Corpus, threads: int, batch: int, rounds: int) -> dict:
     """Median seconds per engine of one call (``BATCH_1_CALLS`` queries at batch 1)."""
-    import faiss
-
     searches = engines(corpus, threads)
     if threads > 1 and batch == 1:
-        searches["float32 1-thread"] = lambda q: _one_thread(corpus.flat.search, q, K)[1]
+        searches["float32 1-thread"] = lambda q: float32_one_thread(corpus, q)
     if batch == 1:
         queries = corpus.queries[:BATCH_1_CALLS, None, :]
     else:
@@ -181,12 +185,8 @@ def time_case(corpus: Corpus, threads: int, batch: int, rounds: int) -> dict:
         name: (lambda search=search: [search(q) for q in queries])
         for name, search in searches.items()
     }
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
+    with faiss_threads(threads):
         medians = alternate(calls, rounds, warmup=batch < 256)
-    finally:
-        faiss.omp_set_num_threads(previous)
     query_count = queries.shape[0] * queries.shape[1]
     best_float32 = min(medians["float32"], medians.get("float32 1-thread", np.inf))
     return {
@@ -201,18 +201,6 @@ def time_case(corpus: Corpus, threads: int, batch: int, rounds: int) -> dict:
         "speedup_over_float32": {name: medians["float32"] / s for name, s in medians.items()},
         "speedup_over_best_float32": {name: best_float32 / s for name, s in medians.items()},
     }
-
-
-def _one_thread(search: Callable, *args):
-    """``search(*args)`` with faiss on one OpenMP thread, then its thread count restored."""
-    import faiss
-
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return search(*args)
-    finally:
-        faiss.omp_set_num_threads(previous)
 
 
 def main(argv: list[str] | None = None) -> int:

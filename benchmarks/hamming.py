@@ -27,7 +27,7 @@ from fastquant import hamming_topk
 from fastquant.backends import available_backends
 from lib import record
 from lib.bandwidth import read_all
-from lib.rounds import alternate
+from lib.rounds import alternate, faiss_threads
 
 SEED = 20261121
 ROUNDS = {1: 15, 16: 5, 256: 3}
@@ -49,12 +49,8 @@ def faiss_index_search(corpus_bits: np.ndarray, threads: int):
     index.add(corpus_bits)
 
     def search(query_bits: np.ndarray, k: int):
-        previous = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(threads)
-        try:
+        with faiss_threads(threads):
             return index.search(query_bits, k)
-        finally:
-            faiss.omp_set_num_threads(previous)
 
     return search
 
