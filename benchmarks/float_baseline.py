@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "k": K,
             "rescore multiplier": MULTIPLIER,
             "calibration rows": min(rows, CALIBRATION_ROWS),
-        },  # fmt: skip
+        },
         skipped_cases=sorted(skipped),
         engines=ENGINES,
         build_seconds=build,

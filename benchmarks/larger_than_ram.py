@@ -462,7 +462,7 @@ def run_parent(args: argparse.Namespace, run: record.Run) -> None:
             "k": K,
             "rescore multiplier": MULTIPLIER,
             "memory limit MiB": args.limit_mib,
-        },  # fmt: skip
+        },
         rounds=args.rounds,
         store={
             "path": str(args.path),

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             "batches": list(batch_sizes),
             "k": K,
             "rescore multiplier": MULTIPLIER,
-        },  # fmt: skip
+        },
         rounds=rounds,
         engines=ENGINES,
         batches=measure(single, shards, batch_sizes, rounds),

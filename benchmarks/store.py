@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             "append rows": rows,
             "append dim": APPEND_DIM,
             "append batch rows": append["batch_rows"],
-        },  # fmt: skip
+        },
         rescoring=rescoring,
         search=search,
         append=append,

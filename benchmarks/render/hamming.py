@@ -81,7 +81,7 @@ def markdown(result: dict, images: Images) -> str:
                 "numba % of read bandwidth",
             ],
             rows,
-        ),  # fmt: skip
+        ),
     ]
     return "\n".join(lines)
 

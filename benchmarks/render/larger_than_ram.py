@@ -60,7 +60,7 @@ def markdown(result: dict, images: Images) -> str:
                 "rescoring, no prefetch",
             ],
             latency,
-        ),  # fmt: skip
+        ),
         "",
         "Memory and results. Peak RSS (VmHWM) counts mapped file pages (the bits are scanned "
         "through a memory map) and shared libraries; anon RSS is the process's own memory; the "
@@ -80,7 +80,7 @@ def markdown(result: dict, images: Images) -> str:
                 "ids equal to unlimited",
             ],
             memory,
-        ),  # fmt: skip
+        ),
     ]
     return "\n".join(lines)
 

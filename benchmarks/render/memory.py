@@ -41,7 +41,7 @@ def markdown(result: None, images: Images) -> str:
                 "store on disk (binary + int8)",
             ],
             rows,
-        ),  # fmt: skip
+        ),
     ]
     return "\n".join(lines)
 

@@ -33,7 +33,7 @@ def markdown(result: dict, images: Images) -> str:
                 "storing / embedding",
             ],
             rows,
-        ),  # fmt: skip
+        ),
         "",
         f"Budget: storing at most {BUDGET:.0%} of embedding time.",
     ]

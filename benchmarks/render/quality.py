@@ -218,7 +218,7 @@ def _model_tables(model: dict, k: int) -> list[str]:
                 ]
                 for c in cases
             ],
-        ),  # fmt: skip
+        ),
     ]
     for case in cases:
         lines += [
