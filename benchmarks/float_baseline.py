@@ -5,7 +5,7 @@ Usage::
     python benchmarks/float_baseline.py           # 1M rows x {384, 1024} dims (~8 minutes)
     python benchmarks/float_baseline.py --quick   # 5,000 rows: a smoke test
 
-Corpus: ``--rows`` normalized gaussian rows per dimension (``synthetic.py``); queries are noisy
+Corpus: ``--rows`` normalized gaussian rows per dimension (``lib/synthetic.py``); queries are noisy
 copies of stored rows. int8 ranges come from the first 100k rows (or all with ``--quick``), like
 a store's first append. k = 10. Engines (see ``ENGINES``) run on ``threads`` threads each: faiss
 through ``omp_set_num_threads``, usearch and fastquant through their ``threads`` arguments; the
@@ -21,33 +21,31 @@ skipped unless ``--all-cases`` (it would add ~4 minutes; two threads show batch 
 
 Memory: the corpus is generated block by block straight into the indexes, so 1M x 1024 needs
 about 6.3 GB (float32 index 4.1 GB, faiss SQ8 1 GB, int8 codes 1 GB, bits twice 128 MB); each
-dimension's data is freed before the next. Writes ``float_baseline.json`` and ``.md`` to
-``--results-dir`` (default ``benchmarks/results``; with ``--quick`` only when given).
+dimension's data is freed before the next.
+
+Check: every engine's best row is the row its query was made from for at least 90% of the
+queries (the queries are close copies of stored rows).
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before faiss loads: see conftest.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # faiss beside Numba: see lib/record.py
 
-import argparse
 import gc
-import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from conftest import machine_info
 from fastquant import Calibration, hamming_topk, int8_topk, quantize_embeddings, rescore_int8
-from rounds import alternate
-from synthetic import batches, noisy_queries
+from lib import record
+from lib.rounds import alternate, faiss_threads
+from lib.synthetic import batches, noisy_queries
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SEED = 20261121
 K, MULTIPLIER = 10, 4
 CALIBRATION_ROWS = 100_000
@@ -56,7 +54,6 @@ BATCH_1_CALLS = 8
 ROUNDS = {1: 7, 16: 5, 256: 3}
 #: (threads, batch) cases left out unless ``--all-cases``.
 SKIPPED_CASES = {(1, 256)}
-COMMAND = "python benchmarks/float_baseline.py"
 
 #: What each engine does, stored with the results.
 ENGINES = {
@@ -162,19 +159,26 @@ def engines(corpus: Corpus, threads: int) -> dict[str, Callable[[np.ndarray], np
 
 def top1_is_source(corpus: Corpus) -> dict[str, float]:
     """Per engine, the fraction of queries whose best row is the row the query was made from."""
-    return {
+    top1 = {
         name: float(np.mean(search(corpus.queries)[:, 0] == corpus.sources))
         for name, search in engines(corpus, threads=2).items()
     }
+    if min(top1.values()) < 0.9:
+        raise AssertionError(f"an engine misses the queries' source rows: {top1}")
+    return top1
+
+
+def float32_one_thread(corpus: Corpus, queries: np.ndarray) -> np.ndarray:
+    """The float32 baseline's ids ``(q, K)`` with faiss on one OpenMP thread."""
+    with faiss_threads(1):
+        return corpus.flat.search(queries, K)[1]
 
 
 def time_case(corpus: Corpus, threads: int, batch: int, rounds: int) -> dict:
     """Median seconds per engine of one call (``BATCH_1_CALLS`` queries at batch 1)."""
-    import faiss
-
     searches = engines(corpus, threads)
     if threads > 1 and batch == 1:
-        searches["float32 1-thread"] = lambda q: _one_thread(corpus.flat.search, q, K)[1]
+        searches["float32 1-thread"] = lambda q: float32_one_thread(corpus, q)
     if batch == 1:
         queries = corpus.queries[:BATCH_1_CALLS, None, :]
     else:
@@ -183,12 +187,8 @@ def time_case(corpus: Corpus, threads: int, batch: int, rounds: int) -> dict:
         name: (lambda search=search: [search(q) for q in queries])
         for name, search in searches.items()
     }
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
+    with faiss_threads(threads):
         medians = alternate(calls, rounds, warmup=batch < 256)
-    finally:
-        faiss.omp_set_num_threads(previous)
     query_count = queries.shape[0] * queries.shape[1]
     best_float32 = min(medians["float32"], medians.get("float32 1-thread", np.inf))
     return {
@@ -205,87 +205,34 @@ def time_case(corpus: Corpus, threads: int, batch: int, rounds: int) -> dict:
     }
 
 
-def _one_thread(search: Callable, *args):
-    """``search(*args)`` with faiss on one OpenMP thread, then its thread count restored."""
-    import faiss
-
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return search(*args)
-    finally:
-        faiss.omp_set_num_threads(previous)
-
-
-def markdown(report: dict) -> str:
-    """The tables of ``float_baseline.md``: float32 queries/s and every engine's speed-up."""
-    s, host = report["settings"], report["machine"]
-    names = [name for name in ENGINES if name != "float32"]
-    lines = [
-        "# Exact search against float32 (faiss `IndexFlatIP`)",
-        "",
-        f"Machine: {host['cpu']}, {host['cores']} cores. {s['rows']:,} normalized gaussian rows "
-        f"per dimension, k {s['k']}, rescoring x{s['multiplier']}; every engine timed in "
-        "alternating rounds of the same run. Cells after float32's rate are speed-ups over "
-        "float32: its median seconds / the engine's. Cases left out: "
-        + (", ".join(f"{t} thread(s) at batch {b}" for t, b in s["skipped_cases"]) or "none")
-        + ".",
-        f"Reproduce: `{report['command']}`. Load average (other work on this shared machine): "
-        f"{report['load_average']['before']:.1f} before, {report['load_average']['after']:.1f} "
-        "after the run.",
-        "",
-    ]
-    lines += [f"- `{name}`: {text}" for name, text in report["engines"].items()]
-    for dim in s["dims"]:
-        lines += [
-            "",
-            f"## {dim} dimensions",
-            "",
-            "| threads | batch | float32 q/s | " + " | ".join(names) + " |",
-            "|---|---|---|" + "---|" * len(names),
-        ]
-        for case in report["cases"]:
-            if case["dim"] != dim:
-                continue
-            speedups = case["speedup_over_float32"]
-            cells = [str(case["threads"]), str(case["batch"])]
-            cells.append(f"{case['queries_per_second']['float32']:,.1f}")
-            cells += [f"{speedups[n]:.1f}x" if n in speedups else "" for n in names]
-            lines.append("| " + " | ".join(cells) + " |")
-        for case in report["cases"]:
-            best = case["speedup_over_best_float32"]
-            if case["dim"] == dim and "float32 1-thread" in best:
-                lines += [
-                    "",
-                    f"{case['threads']} threads, batch {case['batch']}, over the faster of faiss's "
-                    "one- and two-thread runs: "
-                    + ", ".join(f"{n} {v:.1f}x" for n, v in best.items() if "float32" not in n)
-                    + ".",
-                ]
-        top1 = report["top1_is_source"][str(dim)]
-        lines += [
-            "",
-            "Sanity check, fraction of queries whose top row is their source row: "
-            + ", ".join(f"{name} {value:.2f}" for name, value in top1.items())
-            + ".",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def run(args: argparse.Namespace) -> dict:
-    """Every case of ``args``; returns the report, also written to ``args.results_dir`` if set."""
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__doc__)
+    parser.add_argument("--rows", type=int, help="rows per corpus (1,000,000; 5,000 with --quick)")
+    parser.add_argument("--dims", type=int, nargs="+", default=[384, 1024])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 256])
+    parser.add_argument("--rounds", type=int, help="rounds per case (default by batch: 7, 5, 3)")
+    parser.add_argument(
+        "--all-cases", action="store_true", help="also one thread at batch 256 (~4 more minutes)"
+    )
+    args = parser.parse_args(argv)
+    if any(dim % 8 for dim in args.dims):
+        parser.error("--dims must be multiples of 8")
+    record.require("faiss", "usearch")
+    run = record.Run("float_baseline", args, argv)
+    rows = args.rows or (5_000 if args.quick else 1_000_000)
+    skipped = set() if args.all_cases else SKIPPED_CASES
     cases, top1, build = [], {}, {}
-    load_before = os.getloadavg()
     for dim in args.dims:
-        print(f"building {args.rows:,} x {dim} ...", flush=True)
-        corpus = build_corpus(args.rows, dim, max(max(args.batches), BATCH_1_CALLS))
+        print(f"building {rows:,} x {dim} ...", flush=True)
+        corpus = build_corpus(rows, dim, max(max(args.batches), BATCH_1_CALLS))
         build[str(dim)] = corpus.build_seconds
         top1[str(dim)] = top1_is_source(corpus)
         for threads in args.threads:
             for batch in args.batches:
-                if (threads, batch) in args.skipped:
+                if (threads, batch) in skipped:
                     continue
-                rounds = args.rounds or ROUNDS.get(batch, 3)
+                rounds = args.rounds or (1 if args.quick else ROUNDS.get(batch, 3))
                 case = time_case(corpus, threads, batch, rounds)
                 print(
                     f"dim {dim} threads {threads} batch {batch}: float32 "
@@ -296,63 +243,23 @@ def run(args: argparse.Namespace) -> dict:
                 cases.append(case)
         del corpus
         gc.collect()
-    report = {
-        "machine": machine_info(),
-        "command": COMMAND + (" --quick" if args.quick else ""),
-        "settings": {
-            "rows": args.rows,
+    run.save(
+        threads=args.threads,
+        shapes={
+            "rows": rows,
             "dims": args.dims,
-            "threads": args.threads,
             "batches": args.batches,
+            "one-query calls at batch 1": BATCH_1_CALLS,
             "k": K,
-            "multiplier": MULTIPLIER,
-            "batch_1_calls": BATCH_1_CALLS,
-            "calibration_rows": CALIBRATION_ROWS,
-            "skipped_cases": sorted(args.skipped),
-            "quick": args.quick,
+            "rescore multiplier": MULTIPLIER,
+            "calibration rows": min(rows, CALIBRATION_ROWS),
         },
-        "engines": ENGINES,
-        "build_seconds": build,
-        # Other work on this shared machine: 1-minute load averages before and after the run.
-        "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
-        "top1_is_source": top1,
-        "cases": cases,
-    }
-    if args.results_dir is not None:
-        args.results_dir.mkdir(parents=True, exist_ok=True)
-        (args.results_dir / "float_baseline.json").write_text(json.dumps(report, indent=1) + "\n")
-        (args.results_dir / "float_baseline.md").write_text(markdown(report))
-    return report
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test")
-    parser.add_argument("--rows", type=int, help="rows per corpus (1,000,000; 5,000 with --quick)")
-    parser.add_argument("--dims", type=int, nargs="+", default=[384, 1024])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 256])
-    parser.add_argument("--rounds", type=int, help="rounds per case (default by batch: 7, 5, 3)")
-    parser.add_argument(
-        "--all-cases", action="store_true", help="also one thread at batch 256 (~4 more minutes)"
+        skipped_cases=sorted(skipped),
+        engines=ENGINES,
+        build_seconds=build,
+        top1_is_source=top1,
+        cases=cases,
     )
-    parser.add_argument("--results-dir", type=Path, help=f"default {RESULTS_DIR} (full runs)")
-    args = parser.parse_args(argv)
-    args.rows = args.rows or (5_000 if args.quick else 1_000_000)
-    args.skipped = set() if args.all_cases else SKIPPED_CASES
-    if args.quick:
-        args.rounds = args.rounds or 1
-    elif args.results_dir is None:
-        args.results_dir = RESULTS_DIR
-    if any(dim % 8 for dim in args.dims):
-        parser.error("--dims must be multiples of 8")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    report = run(args)
-    print(markdown(report))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/larger_than_ram.py --rows 2000000   # the full run (builds ~2.3 GB once)
+    python benchmarks/larger_than_ram.py                  # 2M rows (builds ~2.3 GB once)
     python benchmarks/larger_than_ram.py --quick          # 20k rows: checks the mechanics
 
 The parent builds the store at ``--path`` (or reuses it when it already holds exactly this
@@ -23,10 +23,12 @@ multiplier 4, 2 threads, and measures per query:
 
 the cold ones with ``prefetch=True`` (``madvise(MADV_WILLNEED)`` of the candidates' pages) and
 ``prefetch=False``, alternating query by query, each with its major page faults. Memory: peak
-RSS (VmHWM), anonymous RSS and the cgroup's ``memory.max_usage_in_bytes``. The parent checks
-that every child returned exactly the first unlimited child's ids and writes
-``larger_than_ram.json`` and ``.md`` to ``--results-dir``. Without a writable
-``/sys/fs/cgroup/memory`` it prints why and exits with status 77 (skipped).
+RSS (VmHWM), anonymous RSS and the cgroup's ``memory.max_usage_in_bytes``. Without a
+writable ``/sys/fs/cgroup/memory`` it prints why and exits with status 77 (skipped).
+
+Checks: every child returned exactly the first unlimited child's ids, in every phase; the top
+row is the query's source for at least 75% of the queries; eviction left under 5% of the
+store's pages resident; no child was killed for memory.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import ctypes
 import json
 import mmap
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -47,10 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
-SKIPPED = 77
+from lib import record
+
 CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
 DEFAULT_PATH = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fastquant-bench"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SOURCE_FILE = "benchmark-source.json"  # inside the store: which corpus it holds
 DIM, SEED, K, MULTIPLIER, THREADS = 1024, 20261121, 10, 4, 2
 MADV_DONTNEED = 4
@@ -244,7 +245,7 @@ def store_is_valid(path: Path, source: dict, verify: bool) -> bool:
 
 def ensure_store(path: Path, rows: int, verify: bool) -> dict:
     """Build the store at ``path`` unless it already holds this corpus; returns build facts."""
-    from synthetic import build_store
+    from lib.synthetic import build_store
 
     source = {
         "generator": "synthetic.normalized_gaussian/v1",
@@ -402,107 +403,23 @@ def merge_rounds(children: list[dict], limit: int | None) -> dict:
     }
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    with open("/proc/cpuinfo") as f:
-        cpu = next(
-            (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu
-        )
-    with open("/proc/meminfo") as f:
-        total = int(next(line.split()[1] for line in f if line.startswith("MemTotal")))
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": round(total / 2**20, 1),
-        "kernel": platform.release(),
-    }
+def check(ids_equal: bool, runs: dict) -> None:
+    """Raise unless every child returned the same ids and the runs measured what they claim."""
+    if not ids_equal:
+        raise AssertionError("a child's ids differ from the first unlimited child's")
+    for kind, run in runs.items():
+        if not run["ids_consistent"] or run["recall_at_1"] < 0.75:
+            raise AssertionError(f"{kind}: answers changed between phases or missed their sources")
+        if run["resident_after_evict"] >= 0.05 or run["oom_kills"]:
+            raise AssertionError(f"{kind}: eviction left pages in memory, or the child was killed")
 
 
-def markdown(report: dict) -> str:
-    store, runs, settings, host = (
-        report["store"],
-        report["runs"],
-        report["settings"],
-        report["machine"],
-    )
-
-    def cell(run: dict, phase: str, name: str) -> str:
-        entry = run[phase][name]
-        return f"{entry['median_ms']:.2f} ({entry['major_faults_per_query']:.0f})"
-
-    def limit(run: dict) -> str:
-        return f"{run['limit_bytes'] / 2**20:.0f} MiB" if run["limit_bytes"] else "none"
-
-    gib, mib = store["bytes"] / 2**30, 2**20
-    bits, codes = store["bits_bytes"] / mib, store["codes_bytes"] / mib
-    lines = [
-        (
-            f"# Larger than RAM: {store['rows']:,} x {store['dim']} store ({gib:.2f} GiB: "
-            f"{bits:.0f} MiB bits + {codes:.0f} MiB int8 codes)"
-        ),
-        "",
-        (
-            f"Machine: {host['cpu']}, {host['cores']} cores, {host['ram_gib']} GiB RAM. "
-            f"{settings['queries']} queries one at a time, k {K}, x{MULTIPLIER} int8 rescoring, "
-            f"{THREADS} threads; {settings['rounds']} round(s) of an unlimited and a limited "
-            f"child, alternating. Store at `{store['path']}`."
-        ),
-        "",
-        "## Latency: median ms per query (major page faults per query)",
-        "",
-        (
-            "`cold`: all chunk files evicted before each query; `read bits`: reading the bits "
-            "files after the same eviction (the disk's limit for the scan); `cold codes`: only "
-            "the int8 codes evicted (warm scan); `rescoring`: only the rescoring of the 40 "
-            "candidates, codes evicted."
-        ),
-        "",
-        (
-            "| run | memory limit | warm | cold, prefetch | cold, no prefetch | read bits "
-            "| cold codes, prefetch | cold codes, no prefetch | rescoring, prefetch "
-            "| rescoring, no prefetch |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, run in runs.items():
-        cells = [name, limit(run), cell(run, "warm", "search")]
-        cells += [cell(run, "cold", v) for v in ("prefetch", "no-prefetch", "read-bits")]
-        cells += [cell(run, "cold-codes", v) for v in ("prefetch", "no-prefetch")]
-        cells += [cell(run, "cold-rescore", v) for v in ("prefetch", "no-prefetch")]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## Memory and results",
-        "",
-        (
-            "Peak RSS (VmHWM) counts mapped file pages (the bits are scanned through a memory map) "
-            "and shared libraries; anon RSS is the process's own memory; the cgroup peak "
-            "(`memory.max_usage_in_bytes`) counts every page charged to the child, page cache "
-            "included; limit hits is the cgroup's `memory.failcnt`."
-        ),
-        "",
-        (
-            "| run | memory limit | peak RSS MiB | anon RSS MiB | cgroup peak MiB | limit hits "
-            "| OOM kills | recall@1 | ids equal to unlimited |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, run in runs.items():
-        equal = report["ids_equal"] and run["ids_consistent"]
-        cells = [name, limit(run), f"{run['peak_rss_mib']:.0f}", f"{run['rss_anon_end_mib']:.0f}"]
-        cells += [f"{run['cgroup_peak_bytes'] / mib:.0f}", str(run["cgroup_limit_hits"])]
-        cells += [str(run["oom_kills"]), f"{run['recall_at_1']:.2f}", "yes" if equal else "NO"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    return "\n".join(lines)
-
-
-def run_parent(args: argparse.Namespace) -> int:
+def run_parent(args: argparse.Namespace, run: record.Run) -> None:
     problem = cgroup_problem(args.cgroup_root)
     if problem:
         print(f"SKIPPED: {problem}")
-        return SKIPPED
-    from synthetic import noisy_queries
+        sys.exit(record.SKIPPED)
+    from lib.synthetic import noisy_queries
 
     args.path.parent.mkdir(parents=True, exist_ok=True)
     build = ensure_store(args.path, args.rows, args.verify)
@@ -523,75 +440,54 @@ def run_parent(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     reference = children["unlimited"][0]["ids"]
     ids_equal = all(np.array_equal(c["ids"], reference) for runs in children.values() for c in runs)
+    runs = {kind: merge_rounds(children[kind], kinds[kind]) for kind in kinds}
+    check(ids_equal, runs)
     bits_bytes = sum(f.stat().st_size for f in chunk_files(args.path, ".bits"))
     codes_bytes = sum(f.stat().st_size for f in chunk_files(args.path, ".codes"))
-    report = {
-        "machine": machine(),
-        "store": {
-            "path": str(args.path),
+    run.save(
+        threads=[THREADS],
+        shapes={
             "rows": args.rows,
             "dim": DIM,
+            "queries": args.queries,
+            "cold queries": args.cold_queries,
+            "warm passes": args.warm_passes,
+            "k": K,
+            "rescore multiplier": MULTIPLIER,
+            "memory limit MiB": args.limit_mib,
+        },
+        rounds=args.rounds,
+        store={
+            "path": str(args.path),
             "bits_bytes": bits_bytes,
             "codes_bytes": codes_bytes,
             "bytes": bits_bytes + codes_bytes,
             "build": build,
         },
-        "settings": {
-            "queries": args.queries,
-            "cold_queries": args.cold_queries,
-            "warm_passes": args.warm_passes,
-            "rounds": args.rounds,
-            "k": K,
-            "rescore_multiplier": MULTIPLIER,
-            "threads": THREADS,
-            "limit_mib": args.limit_mib,
-            "quick": args.quick,
-        },
-        "ids_equal": ids_equal,
-        "store_larger_than_limit": bits_bytes + codes_bytes > limit,
-        "runs": {kind: merge_rounds(children[kind], kinds[kind]) for kind in kinds},
-    }
-    text = markdown(report)
-    print(text)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / "larger_than_ram.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.results_dir / "larger_than_ram.md").write_text(text)
-    return 0 if ids_equal and all(run["ids_consistent"] for run in report["runs"].values()) else 1
+        ids_equal=ids_equal,
+        store_larger_than_limit=bits_bytes + codes_bytes > limit,
+        runs=runs,
+    )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--rows", type=int, default=None, help="store rows (default 2,000,000; 20,000 with --quick)"
-    )
-    parser.add_argument(
-        "--path", type=Path, default=None, help=f"store directory (default under {DEFAULT_PATH})"
-    )
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__doc__)
+    parser.add_argument("--rows", type=int, help="store rows (2,000,000; 20,000 with --quick)")
+    parser.add_argument("--path", type=Path, help=f"store directory (default under {DEFAULT_PATH})")
     parser.add_argument(
         "--limit-mib", type=int, default=512, help="memory limit of the limited child"
     )
-    parser.add_argument(
-        "--queries", type=int, default=None, help="queries (default 50; 8 with --quick)"
-    )
-    parser.add_argument(
-        "--cold-queries", type=int, default=None, help="queries of the cold phases (default all)"
-    )
+    parser.add_argument("--queries", type=int, help="queries (default 50; 8 with --quick)")
+    parser.add_argument("--cold-queries", type=int, help="queries of the cold phases (default all)")
     parser.add_argument(
         "--warm-passes", type=int, default=3, help="timed passes over the queries, warm"
     )
     parser.add_argument(
-        "--rounds",
-        type=int,
-        default=None,
-        help="unlimited/limited child pairs (default 2; 1 with --quick)",
+        "--rounds", type=int, help="unlimited/limited child pairs (default 2; 1 with --quick)"
     )
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--cgroup-root", type=Path, default=CGROUP_ROOT)
     parser.add_argument(
         "--verify", action="store_true", help="check every CRC-32 before reusing a store"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny store and few queries: a smoke test"
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -601,15 +497,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.cold_queries = min(args.cold_queries or args.queries, args.queries)
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.path = args.path or DEFAULT_PATH / f"larger-than-ram-{args.rows}x{DIM}.fq"
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     if args.child:
         run_child(args)
-        return 0
-    return run_parent(args)
+    else:
+        run_parent(args, record.Run("larger_than_ram", args, argv))
+    return 0
 
 
 if __name__ == "__main__":

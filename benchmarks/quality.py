@@ -1,189 +1,192 @@
-"""Retrieval quality on real embeddings: the bundled medicine texts, the methods and the metrics.
+"""Retrieval quality of binary search with int8 rescoring on real embeddings, next to ST's own.
 
-Embeddings come from ``embedders.py`` (all-MiniLM-L6-v2 and WordLlama-256, cached). Ground truth
-is the exact float32 top ``k`` by dot product. Recall counts a returned row as a hit when its
-float32 score reaches the ``k``-th best float32 score (within ``TIE_TOLERANCE``), so a tie at
-the cut, such as the corpus's repeated medicine texts, costs no method any recall.
+Usage::
+
+    python benchmarks/quality.py           # every model and set (embeddings cached in .cache/)
+    python benchmarks/quality.py --quick   # the first 1,000 medicines, 100 queries per set
+
+Models (``lib/embedders.py``): all-MiniLM-L6-v2 (384-d) and WordLlama-256. Corpora: one text
+per bundled medicine (11,825) and, without ``--quick``, the 1,512 distinct side-effect lists.
+Queries are real texts that are not corpus rows: the distinct ``Uses`` strings and a sample of
+distinct ``Composition`` strings. For each rescore multiplier m the store's Hamming top 10m
+candidates are rescored three ways: by the store with int8 codes, by the store with the bits,
+and here with the original float32 vectors; sentence-transformers' ``semantic_search_faiss`` /
+``semantic_search_usearch`` run on the same embeddings with the same m (``lib/st_search.py``).
+Recall@10 is against exact float32 search; NDCG@10 is on a labelled task (a ``Uses`` string
+finds the medicines with exactly that use).
+
+Checks: rescoring only reorders the Hamming candidates; float32 rescoring keeps every true
+neighbour among them; and the criterion int8 rescoring was built to: at m = 4 it keeps at
+least 99% of the recall@10 that float32 rescoring of the same candidates reaches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 
-from st_search import METHODS as ST_METHODS
-from st_search import STSearch
+from fastquant.store import CorpusStore
+from lib import embedders, record, retrieval, st_search
 
-#: Two float32 scores closer than this are a tie: identical rows can differ in the last bits
-#: when summed in a different order.
-TIE_TOLERANCE = 1e-6
-
-#: How one medicine becomes one corpus text (bump the name when the format changes).
-MEDICINE_RECIPE = "medicine-row-v1"
-
-
-# -- texts ---------------------------------------------------------------------------------------
-
-
-def read_medicines(rows: int | None = None) -> dict[str, list[str]]:
-    """The bundled medicine table as ``{column: values}``, fields stripped; the first ``rows`` rows."""
-    import pyarrow.parquet as pq
-
-    from fastquant.data import MEDICINE_COLUMNS, medicine_parquet
-
-    table = pq.read_table(medicine_parquet(), columns=list(MEDICINE_COLUMNS)).to_pydict()
-    return {
-        name: [(value or "").strip() for value in values[:rows]] for name, values in table.items()
-    }
+K = 10
+MULTIPLIERS = (1, 2, 4, 10)
+CHECKED_MULTIPLIER, MIN_RETENTION = 4, 0.99
+QUICK_ROWS, QUICK_QUERIES = 1_000, 100
+COMPOSITION_QUERIES = 500
+SEED = 20261121
+CASES = [("medicines", "uses"), ("medicines", "compositions"), ("side effects", "uses")]
+TEXTS = {
+    "medicines": "one per medicine: 'Name: {Medicine Name}. Composition: {Composition}. "
+    "Uses: {Uses}. Side effects: {Side_effects}'",
+    "side effects": "each distinct Side_effects string",
+    "uses": "each distinct Uses string",
+    "compositions": f"{COMPOSITION_QUERIES} distinct Composition strings drawn with seed {SEED}",
+}
 
 
-def medicine_texts(medicines: dict[str, list[str]]) -> list[str]:
-    """One corpus text per medicine (recipe ``MEDICINE_RECIPE``)."""
-    return [
-        f"Name: {name}. Composition: {composition}. Uses: {uses}. Side effects: {side_effects}"
-        for name, composition, uses, side_effects in zip(
-            medicines["Medicine Name"],
-            medicines["Composition"],
-            medicines["Uses"],
-            medicines["Side_effects"],
+def embed(texts: list[str], recipe: str, embedder: embedders.Embedder) -> np.ndarray:
+    """``embedders.embed``; exits as skipped when the texts are new and the model is missing."""
+    try:
+        return embedders.embed(texts, recipe, embedder)
+    except ImportError as error:
+        print(f"SKIPPED: cannot embed {len(texts)} new texts with {embedder.name}: {error}")
+        sys.exit(record.SKIPPED)
+
+
+def corpora(medicines: dict, embedder: embedders.Embedder, quick: bool, work: Path) -> dict:
+    """``{name: (corpus_f32 (n, dim), store)}``: each store holds its rows in id order."""
+    texts = {"medicines": (retrieval.medicine_texts(medicines), retrieval.MEDICINE_RECIPE)}
+    if not quick:
+        side_effects = retrieval.sample_distinct(medicines["Side_effects"], None, SEED)
+        texts["side effects"] = (side_effects, "side-effects-v1")
+    built = {}
+    for name, (rows, recipe) in texts.items():
+        corpus_f32 = embed(rows, recipe, embedder)
+        path = work / f"{embedder.key}-{name.replace(' ', '-')}"
+        store = CorpusStore.create(path, embedder.dim, calibration_embeddings=corpus_f32)
+        store.append(corpus_f32)
+        built[name] = corpus_f32, store
+    return built
+
+
+def query_sets(medicines: dict, embedder: embedders.Embedder, quick: bool) -> dict:
+    """``{name: (texts, queries_f32)}``: distinct uses and a sample of compositions."""
+    sizes = {"uses": None, "compositions": COMPOSITION_QUERIES}
+    column = {"uses": "Uses", "compositions": "Composition"}
+    sets = {}
+    for name, size in sizes.items():
+        texts = retrieval.sample_distinct(
+            medicines[column[name]], QUICK_QUERIES if quick else size, SEED
         )
-    ]
+        sets[name] = texts, embed(texts, f"query-{name}-v1", embedder)
+    return sets
 
 
-def sample_distinct(values: Sequence[str], count: int | None, seed: int) -> list[str]:
-    """``count`` distinct non-empty values (all when ``None`` or fewer), sorted, drawn with ``seed``."""
-    distinct = sorted({value for value in values if value})
-    if count is None or count >= len(distinct):
-        return distinct
-    picked = np.random.default_rng(seed).choice(len(distinct), size=count, replace=False)
-    return [distinct[i] for i in sorted(picked)]
+def check(exact: dict, by_multiplier: dict, recall_by_multiplier: dict) -> None:
+    """The checks of the module docstring, on one case's ids and recall."""
+    for m, candidates in by_multiplier["candidates"].items():
+        for method in ("int8 rescore", "bits rescore"):
+            found = by_multiplier[method][m]
+            if not (found[:, :, None] == candidates[:, None, :]).any(axis=2).all():
+                raise AssertionError(f"{method} x{m} returned a row outside the candidates")
+    if recall_by_multiplier["float32 rescore"] != recall_by_multiplier["candidates"]:
+        raise AssertionError("float32 rescoring lost a true neighbour among the candidates")
+    m = str(CHECKED_MULTIPLIER)
+    retention = recall_by_multiplier["int8 rescore"][m] / recall_by_multiplier["float32 rescore"][m]
+    if retention < MIN_RETENTION:
+        raise AssertionError(f"int8 rescoring keeps {retention:.4f} of float32's recall at x{m}")
 
 
-# -- search references ---------------------------------------------------------------------------
+def measure_model(medicines: dict, embedder: embedders.Embedder, quick: bool, work: Path) -> dict:
+    """Recall of every case and NDCG of the labelled task for one model."""
+    stores, queries = (
+        corpora(medicines, embedder, quick, work),
+        query_sets(medicines, embedder, quick),
+    )
+    entry = {"name": embedder.name, "dim": embedder.dim, "cases": []}
+    for corpus, query_set in CASES:
+        if corpus not in stores:
+            continue
+        corpus_f32, store = stores[corpus]
+        texts, queries_f32 = queries[query_set]
+        exact, by_multiplier = retrieval.run_methods(store, corpus_f32, queries_f32, K, MULTIPLIERS)
+        recall, recall_by_multiplier = retrieval.evaluate(
+            partial(
+                retrieval.recall_at_k,
+                truth=exact["float32 exact"],
+                queries_f32=queries_f32,
+                corpus_f32=corpus_f32,
+            ),
+            exact,
+            by_multiplier,
+        )
+        check(exact, by_multiplier, recall_by_multiplier)
+        entry["cases"].append(
+            {
+                "corpus": corpus,
+                "corpus_rows": len(store),
+                "queries": query_set,
+                "query_count": len(texts),
+                "recall": recall,
+                "recall_by_multiplier": recall_by_multiplier,
+            }
+        )
+        print(f"{embedder.key}, {corpus} x {query_set}: recall@{K} {recall}", flush=True)
+        if (corpus, query_set) == ("medicines", "uses"):
+            vocabulary = sorted(set(medicines["Uses"]))
+            corpus_labels = retrieval.labels_of(medicines["Uses"], vocabulary)
+            query_labels = retrieval.labels_of(texts, vocabulary)
+            assert (query_labels >= 0).all(), "a Uses query is not any medicine's Uses"
+            del by_multiplier["candidates"]  # k * m rows: NDCG@k is for k rows
+            ndcg, ndcg_by_multiplier = retrieval.evaluate(
+                partial(
+                    retrieval.ndcg_at_k, corpus_labels=corpus_labels, query_labels=query_labels
+                ),
+                exact,
+                by_multiplier,
+            )
+            entry["ndcg"] = {
+                "task": "a medicine's Uses string retrieves the medicines with that exact Uses "
+                "(binary relevance)",
+                "corpus_rows": len(store),
+                "query_count": len(texts),
+                "ndcg": ndcg,
+                "ndcg_by_multiplier": ndcg_by_multiplier,
+            }
+    return entry
 
 
-def dot_rows(queries_f32: np.ndarray, corpus_f32: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Float32 scores ``(q, c)`` of each query ``(q, d)`` with its rows ``ids (q, c)`` of ``corpus_f32 (n, d)``."""
-    return np.einsum("qd,qcd->qc", queries_f32, corpus_f32[ids], dtype=np.float32)
-
-
-def _best(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
-    """Ids of the best ``k`` of ``scores (q, c)``: score descending, then id ascending."""
-    order = np.lexsort((ids, -scores), axis=-1)[:, :k]
-    return np.take_along_axis(ids, order, axis=1)
-
-
-def exact_topk(
-    queries_f32: np.ndarray, corpus_f32: np.ndarray, k: int, block: int = 256
-) -> np.ndarray:
-    """Exact float32 top ``k`` ids ``(q, k) int64`` by dot product, equal scores by ascending id."""
-    out = np.empty((queries_f32.shape[0], k), dtype=np.int64)
-    for lo in range(0, queries_f32.shape[0], block):
-        scores = queries_f32[lo : lo + block] @ corpus_f32.T
-        out[lo : lo + block] = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return out
-
-
-def rescore_f32(
-    queries_f32: np.ndarray, corpus_f32: np.ndarray, candidates: np.ndarray, k: int
-) -> np.ndarray:
-    """Rescore ``candidates (q, c)`` with the original float32 vectors; the best ``k`` ids ``(q, k)``."""
-    return _best(dot_rows(queries_f32, corpus_f32, candidates), candidates, k)
-
-
-# -- metrics -------------------------------------------------------------------------------------
-
-
-def recall_at_k(
-    ids: np.ndarray, truth: np.ndarray, queries_f32: np.ndarray, corpus_f32: np.ndarray
-) -> float:
-    """Mean over queries of hits / k, ``k = truth.shape[1]``; ``ids (q, c)`` may hold more than k rows.
-
-    A hit is a row whose float32 score reaches the k-th best (``truth``'s last) within
-    ``TIE_TOLERANCE``; at most k hits count per query.
-    """
-    k = truth.shape[1]
-    cut = dot_rows(queries_f32, corpus_f32, truth[:, -1:])
-    hits = (dot_rows(queries_f32, corpus_f32, ids) >= cut - TIE_TOLERANCE).sum(axis=1)
-    return float(np.minimum(hits, k).mean() / k)
-
-
-def ndcg_at_k(ids: np.ndarray, corpus_labels: np.ndarray, query_labels: np.ndarray) -> float:
-    """Mean NDCG@k, ``k = ids.shape[1]``, binary relevance: a row is relevant when its label is the query's.
-
-    ``corpus_labels (n,)`` and ``query_labels (q,)`` are integer labels; each query needs at least
-    one relevant row.
-    """
-    k = ids.shape[1]
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    relevant = corpus_labels[ids] == query_labels[:, None]
-    dcg = (relevant * discounts).sum(axis=1)
-    counts = np.bincount(corpus_labels, minlength=int(query_labels.max()) + 1)[query_labels]
-    ideal = np.cumsum(discounts)[np.minimum(counts, k) - 1]
-    return float((dcg / ideal).mean())
-
-
-def labels_of(values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
-    """Integer label of each value: its index in ``vocabulary`` (values missing from it get -1)."""
-    index = {value: i for i, value in enumerate(vocabulary)}
-    return np.array([index.get(value, -1) for value in values], dtype=np.int64)
-
-
-# -- the methods compared ------------------------------------------------------------------------
-
-
-def run_methods(
-    store, corpus_f32: np.ndarray, queries_f32: np.ndarray, k: int, multipliers: Sequence[int]
-) -> dict[str, np.ndarray]:
-    """Top-k ids ``(q, k)`` of every method (and the Hamming candidates ``(q, k * m)``), by name.
-
-    ``store`` is a :class:`~fastquant.store.CorpusStore` holding ``corpus_f32`` in id order.
-    Names: ``float32 exact``, ``int8 exact``, ``binary`` (Hamming order, no rescoring), and per
-    multiplier m ``candidates xm``, ``{float32,int8,bits} rescore xm`` and the
-    sentence-transformers methods ``st ... xm`` (``st_search.METHODS``).
-    """
-    ids = {
-        "float32 exact": exact_topk(queries_f32, corpus_f32, k),
-        "int8 exact": store.exact_search(queries_f32, k)[1],
-        "binary": store.search(queries_f32, k, rescore="none")[1],
-    }
-    st = STSearch(corpus_f32)
-    for m in multipliers:
-        candidates = store.search(queries_f32, k * m, rescore="none")[1]
-        ids[f"candidates x{m}"] = candidates
-        ids[f"float32 rescore x{m}"] = rescore_f32(queries_f32, corpus_f32, candidates, k)
-        for rescore in ("int8", "bits"):
-            ids[f"{rescore} rescore x{m}"] = store.search(
-                queries_f32, k, rescore=rescore, rescore_multiplier=m
-            )[1]
-        for method in ST_METHODS:
-            ids[f"{method} x{m}"] = st.search(method, queries_f32, k, m)
-    return ids
-
-
-#: Per-multiplier methods of ``run_methods``, in report order.
-RESCORED = ["float32 rescore", "int8 rescore", "bits rescore", *ST_METHODS]
-
-
-def recall_summary(
-    ids: dict[str, np.ndarray], queries_f32, corpus_f32, multipliers: Sequence[int]
-) -> dict:
-    """Recall@k of every method and, per multiplier, every rescored method's recall and the int8
-    and bit retention (their recall / float32 rescoring's, on the same candidates)."""
-    truth = ids["float32 exact"]
-    recall = {
-        name: recall_at_k(found, truth, queries_f32, corpus_f32) for name, found in ids.items()
-    }
-    per_multiplier = {}
-    for m in multipliers:
-        row = {
-            "candidates": int(ids[f"candidates x{m}"].shape[1]),
-            "candidate recall": recall[f"candidates x{m}"],
+def main(argv: list[str] | None = None) -> int:
+    args = record.parser(__doc__).parse_args(argv)
+    record.require("faiss", "usearch", "sentence_transformers")
+    run = record.Run("quality", args, argv)
+    medicines = retrieval.read_medicines(QUICK_ROWS if args.quick else None)
+    with tempfile.TemporaryDirectory(prefix="fastquant-quality-") as work:
+        models = {
+            key: measure_model(medicines, embedder, args.quick, Path(work))
+            for key, embedder in embedders.EMBEDDERS.items()
         }
-        row.update({method: recall[f"{method} x{m}"] for method in RESCORED})
-        f32 = row["float32 rescore"]
-        row["int8 retention"] = row["int8 rescore"] / f32
-        row["bits retention"] = row["bits rescore"] / f32
-        per_multiplier[str(m)] = row
-    return {"recall": recall, "multipliers": per_multiplier}
+    cases = models[next(iter(models))]["cases"]
+    run.save(
+        threads="any (results do not depend on threads)",
+        shapes={
+            "k": K,
+            "rescore multipliers": list(MULTIPLIERS),
+            "corpus rows": {case["corpus"]: case["corpus_rows"] for case in cases},
+            "queries": {case["queries"]: case["query_count"] for case in cases},
+        },
+        texts=TEXTS,
+        recall_definition="a hit is a returned row whose float32 score reaches the k-th best "
+        f"float32 score within {retrieval.TIE_TOLERANCE}",
+        sentence_transformers=st_search.settings(),
+        models=models,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

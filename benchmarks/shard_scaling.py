@@ -5,29 +5,19 @@ Usage::
     python benchmarks/shard_scaling.py                  # 1M x 1024-d in 2 shards (builds ~2.3 GB once)
     python benchmarks/shard_scaling.py --quick          # 20k rows, one round: checks the mechanics
 
-The corpus (``synthetic.py``: unit gaussian rows, seed fixed) is stored twice under ``--root``:
+The corpus (``lib/synthetic.py``: unit gaussian rows, seed fixed) is stored twice under ``--root``:
 as one store, and as ``--shards`` stores of consecutive rows created with the one store's int8
 ranges (both are reused by later runs when they hold the expected rows). Two ``LocalCluster``s
 run side by side, one worker process and two, each worker with one thread. For query batches of
-1, 16 and 256 rows (noisy copies of stored rows), k = 10, rescore multiplier 4, these engines
-run in alternating rounds, in a shuffled order per round (``rounds.py``):
+1, 16 and 256 rows (noisy copies of stored rows), k = 10, rescore multiplier 4, the engines of
+``ENGINES`` run in alternating rounds, in a shuffled order per round (``lib/rounds.py``). Each
+worker stands for one machine, so ``1-worker`` / ``2-workers`` is the scaling of adding a machine
+per shard. ``client-merge`` (reported, not an engine) is the client's own arithmetic: merging
+the shards' ``(q, 40)`` Hamming lists and taking the top 10 of the rescored candidates, timed
+alone.
 
-- ``single``: ``CorpusStore.search`` of the one store in this process, 2 threads;
-- ``dask-1-shard``: ``fastquant.distributed.search`` of the one store on the 1-worker cluster,
-  2 threads: the cost of going through Dask with nothing to merge;
-- ``1-worker-2-threads``: the shards on the 1-worker cluster, 2 threads per shard task;
-- ``1-worker``, ``2-workers``: the shards on each cluster, 1 thread per shard task. Each worker
-  stands for one machine, so their ratio is the scaling of adding a machine per shard;
-- ``dask-floor``: two rounds of one no-op task per shard on the 2-worker cluster, with the
-  queries as argument: Dask's own latency, below which no distributed search can go.
-
-``client-merge`` (reported, not an engine) is the client's own arithmetic: merging the shards'
-``(q, 40)`` Hamming lists and taking the top 10 of the rescored candidates, timed alone.
-
-Before timing, every engine's answer to the first batch of each size is checked to be exactly
-the one store's (scores and ids). Medians per query and their ratios go to
-``distributed.json`` and ``distributed.md`` (``distributed-quick.*`` with ``--quick``) in
-``--results-dir``, by default ``benchmarks/results``.
+Check: before timing, every engine's answer to the first batch of each size is exactly the one
+store's (scores and ids).
 """
 
 from __future__ import annotations
@@ -38,32 +28,38 @@ import os
 # other worker process on the same machine; idle threads must sleep (inherited by the workers).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
-import json
-import platform
 import shutil
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from distributed import Client, LocalCluster
 
-from conftest import machine_info
 from fastquant import CorpusStore
-from fastquant import distributed as fqd
 from fastquant._engine import FAR_DISTANCE, merge_sorted, top_by_score
-from rounds import alternate_calls
-from synthetic import build_store, corpus_slice, noisy_queries
+from lib import record
+from lib.rounds import alternate_calls
+from lib.synthetic import build_store, corpus_slice, noisy_queries
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 DEFAULT_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fastquant-bench"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DIM, SEED, K, MULTIPLIER = 1024, 20261121, 10, 4
 BUILD_BATCH_ROWS = 100_000
 BATCHES = (1, 16, 256)
 #: Query batches timed per engine and round, by batch size.
 CALLS = {1: 16, 16: 4, 256: 1}
-ENGINES = ("single", "dask-1-shard", "1-worker-2-threads", "1-worker", "2-workers", "dask-floor")
+ENGINES = {
+    "single": "CorpusStore.search of the one store in this process, 2 threads",
+    "dask-1-shard": "fastquant.distributed.search of the one store on the 1-worker cluster, "
+    "2 threads: the cost of going through Dask with nothing to merge",
+    "1-worker-2-threads": "the shards on the 1-worker cluster, 2 threads per shard task",
+    "1-worker": "the shards on the 1-worker cluster, 1 thread per shard task",
+    "2-workers": "the shards on the 2-worker cluster, 1 thread per shard task",
+    "dask-floor": "two rounds of one no-op task per shard on the 2-worker cluster, with the "
+    "queries as argument: Dask's own latency, below which no distributed search can go",
+}
 
 
 def _holds(path: Path, rows: int, ranges: np.ndarray | None) -> bool:
@@ -113,6 +109,10 @@ def _floor(client: Client, queries: np.ndarray, shards: int) -> None:
 
 def measure(single: Path, shards: list[Path], batch_sizes: tuple[int, ...], rounds: int) -> dict:
     """Time every engine per batch size (see the module docstring); ms per query and ratios."""
+    from distributed import Client, LocalCluster
+
+    from fastquant import distributed as fqd
+
     store = CorpusStore.open(single)
     cluster = {"processes": True, "threads_per_worker": 1, "dashboard_address": ":0"}
     report: dict = {}
@@ -172,7 +172,7 @@ def client_merge_ms(batch: int, shards: int) -> float:
 def _timed(engines: dict, batch: int, calls: int, rounds: int) -> dict:
     """Check every search engine against ``single`` on call 0, then time them in rounds."""
     expected = engines["single"](0)
-    for name in ENGINES[1:-1]:
+    for name in list(ENGINES)[1:-1]:
         got = engines[name](0)
         if not all(np.array_equal(a, b) for a, b in zip(got, expected)):
             raise AssertionError(f"{name} does not return exactly the single store's answer")
@@ -193,77 +193,33 @@ def _timed(engines: dict, batch: int, calls: int, rounds: int) -> dict:
     }
 
 
-def machine() -> dict:
-    import dask
-
-    return machine_info() | {"python": platform.python_version(), "dask": dask.__version__}
-
-
-def markdown(report: dict) -> str:
-    lines = [
-        f"# Sharded search on a local Dask cluster: {report['rows']:,} x {report['dim']}-d in "
-        f"{report['shards']} shards",
-        "",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, dask "
-        f"{report['machine']['dask']}. k {report['k']}, int8 rescoring x{report['multiplier']}, "
-        f"{report['rounds']} alternating rounds; medians in ms per query. 1-minute load average "
-        f"{report['load_average_before']:.1f} before, {report['load_average_after']:.1f} after "
-        "(above 0 means other processes shared the cores). Every engine returned "
-        "exactly the single store's scores and ids. Engines are described in "
-        "`benchmarks/shard_scaling.py`.",
-        "",
-        "| batch | " + " | ".join(ENGINES) + " | client-merge |",
-        "|---" * (len(ENGINES) + 2) + "|",
-    ]
-    for batch, result in report["batches"].items():
-        ms = result["ms_per_query"]
-        cells = [f"{ms[name]:.3f}" for name in ENGINES] + [
-            f"{result['client_merge_ms_per_query']:.4f}"
-        ]
-        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
-    names = list(next(iter(report["batches"].values()))["ratios"])
-    lines += ["", "| batch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for batch, result in report["batches"].items():
-        ratios = result["ratios"]
-        lines.append(f"| {batch} | " + " | ".join(f"{ratios[n]:.2f}" for n in names) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=None, help="corpus rows (default 1,000,000)")
-    parser.add_argument("--shards", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 7)")
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where stores are built")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--quick", action="store_true", help="20k rows, batches 1 and 16, 1 round")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = record.parser(__doc__)
+    parser.add_argument("--rows", type=int, help="corpus rows (1,000,000; 20,000 with --quick)")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--rounds", type=int, help="timing rounds (default 7; 1 with --quick)")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where stores are built")
+    args = parser.parse_args(argv)
+    record.require("distributed")
+    run = record.Run("shard_scaling", args, argv)
     rows = args.rows or (20_000 if args.quick else 1_000_000)
     rounds = args.rounds or (1 if args.quick else 7)
     batch_sizes = BATCHES[:2] if args.quick else BATCHES
-    started = time.perf_counter()
     single, shards = ensure_stores(args.root, rows, args.shards)
-    report = {
-        "rows": rows,
-        "dim": DIM,
-        "shards": args.shards,
-        "k": K,
-        "multiplier": MULTIPLIER,
-        "rounds": rounds,
-        "machine": machine(),
-        "load_average_before": os.getloadavg()[0],
-        "batches": measure(single, shards, batch_sizes, rounds),
-        "load_average_after": os.getloadavg()[0],
-    }
-    report["seconds"] = time.perf_counter() - started
-    name = "distributed-quick" if args.quick else "distributed"
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.results_dir / f"{name}.md").write_text(markdown(report))
+    run.save(
+        threads="2 in-process; per shard task as each engine says",
+        shapes={
+            "rows": rows,
+            "dim": DIM,
+            "shards": args.shards,
+            "batches": list(batch_sizes),
+            "k": K,
+            "rescore multiplier": MULTIPLIER,
+        },
+        rounds=rounds,
+        engines=ENGINES,
+        batches=measure(single, shards, batch_sizes, rounds),
+    )
     return 0
 
 

@@ -8,7 +8,8 @@ are the figures to quote.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -53,3 +54,16 @@ def alternate(
     calls = {name: (lambda i, run=run: run()) for name, run in engines.items()}
     times = alternate_calls(calls, 1, rounds, shuffle=shuffle, warmup=warmup)
     return {name: float(np.median(values)) for name, values in times.items()}
+
+
+@contextmanager
+def faiss_threads(threads: int) -> Iterator[None]:
+    """faiss on ``threads`` OpenMP threads inside the block, its previous count restored after."""
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache"
 _models: dict[str, object] = {}
 
 
