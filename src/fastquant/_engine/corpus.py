@@ -21,6 +21,10 @@ class ChunkedCorpus:
     ``offsets (chunks + 1,) int64`` holds the global id of each chunk's first row, then the total.
     Arrays are C-contiguous and may be memory-mapped. ``bits_flip`` is ``0x80`` when the bits are
     sentence-transformers' signed ``binary`` codes (every byte's top bit inverted), else 0.
+
+    Bits are plain sign bits (``x > 0``), or, with a ``centre (dim,) float32``, the bits of
+    ``x > centre`` with per-row factors ``factors[c] (rows_c, 2) uint16`` (bfloat16 ``f, g``) for
+    the asymmetric scan (:mod:`fastquant._engine.asymmetric`).
     """
 
     dim: int
@@ -29,6 +33,8 @@ class ChunkedCorpus:
     offsets: np.ndarray
     calibration: Calibration | None
     bits_flip: int = 0
+    centre: np.ndarray | None = None
+    factors: tuple[np.ndarray, ...] = ()
 
     @classmethod
     def of_arrays(
@@ -39,8 +45,11 @@ class ChunkedCorpus:
         codes: np.ndarray | None = None,
         calibration: Calibration | None = None,
         bits_flip: int = 0,
+        centre: np.ndarray | None = None,
+        factors: np.ndarray | None = None,
     ) -> ChunkedCorpus:
-        """One chunk of validated arrays: ``bits (n, ceil(dim / 8)) uint8``, ``codes (n, dim) int8``."""
+        """One chunk of validated arrays: ``bits (n, ceil(dim / 8)) uint8``, ``codes (n, dim)
+        int8``, ``factors (n, 2) uint16``."""
         rows = (bits if bits is not None else codes).shape[0]
         return cls(
             dim=dim,
@@ -49,6 +58,8 @@ class ChunkedCorpus:
             offsets=np.array([0, rows], dtype=np.int64),
             calibration=calibration,
             bits_flip=bits_flip,
+            centre=centre,
+            factors=() if factors is None else (factors,),
         )
 
     @property

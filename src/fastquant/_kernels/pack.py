@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .bitplanes import float32_bits
 from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL
 
 #: Multiplying eight 0/1 bytes, read as one little-endian ``uint64``, by this constant gathers
@@ -91,3 +92,56 @@ def quantize_int8_parallel(x, starts, steps, out):
     """``quantize_int8`` with rows split across Numba's thread pool."""
     for i in prange(x.shape[0]):
         _quantize_row(x, i, starts, steps, out)
+
+
+#: Largest finite bfloat16 (``0x7F7F``): factors saturate here rather than round to infinity.
+BFLOAT16_MAX = 3.3895313892515355e38
+
+
+@njit(**INLINE_KERNEL)
+def _bfloat16_bits(value):
+    """``value`` (float64) as the nearest bfloat16, ties to even, saturated at ``BFLOAT16_MAX``."""
+    value = min(max(value, -BFLOAT16_MAX), BFLOAT16_MAX)
+    bits = np.uint32(float32_bits(np.float32(value)))
+    return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> 16)
+
+
+@njit(**INLINE_KERNEL)
+def _centred_rows(x, centre, lo, hi, bits, factors):
+    """Rows ``[lo, hi)`` of ``x (n, d)``: bits of ``x > centre`` and bfloat16 factors ``(f, g)``.
+
+    ``r = x - centre`` in float64, ``f = |r|^2 / |r|_1`` (0 for ``r = 0``) and ``g = r . centre``,
+    summed in dimension order, so a row's factors never depend on the rows around it.
+    """
+    d = x.shape[1]
+    full = d // 8
+    for i in range(lo, hi):
+        row = x[i]
+        squares, absolutes, along = 0.0, 0.0, 0.0
+        for b in range(full + (1 if d % 8 else 0)):
+            acc = 0
+            for j in range(8 * b, min(8 * b + 8, d)):
+                r = np.float64(row[j]) - np.float64(centre[j])
+                squares += r * r
+                absolutes += abs(r)
+                along += r * np.float64(centre[j])
+                acc = (acc << 1) | (row[j] > centre[j])
+            bits[i, b] = acc << (8 * b + 8 - min(8 * b + 8, d))
+        factors[i, 0] = _bfloat16_bits(squares / absolutes if absolutes > 0 else 0.0)
+        factors[i, 1] = _bfloat16_bits(along)
+
+
+@njit(**KERNEL)
+def centred_codes(x, centre, bits, factors):
+    """Bits ``(n, ceil(d / 8)) uint8`` of ``x (n, d) > centre (d,)`` (MSB first) and factors
+    ``(n, 2) uint16`` (bfloat16 ``f, g``), on the calling thread."""
+    _centred_rows(x, centre, 0, x.shape[0], bits, factors)
+
+
+@njit(**PARALLEL_KERNEL)
+def centred_codes_parallel(x, centre, bits, factors):
+    """``centred_codes`` with blocks of ``_BLOCK_ROWS`` rows split across Numba's thread pool."""
+    n = x.shape[0]
+    for block in prange((n + _BLOCK_ROWS - 1) // _BLOCK_ROWS):
+        lo = block * _BLOCK_ROWS
+        _centred_rows(x, centre, lo, min(lo + _BLOCK_ROWS, n), bits, factors)

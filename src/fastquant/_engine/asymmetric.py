@@ -1,0 +1,207 @@
+"""The asymmetric first stage: stored 1-bit codes scored against 4-bit queries.
+
+The estimator (RaBitQ's, with the query centred by projection):
+
+- a row ``x`` is stored as the bits ``b = (x > c)`` of its residual ``r = x - c`` from the
+  corpus centre ``c`` (``c = 0``: plain sign bits), with two factors ``f = |r|^2 / |r|_1`` and
+  ``g = r . c`` (none for plain sign bits: ``f = 1``, ``g = 0``);
+- a query ``q`` loses its component along ``c``: ``alpha = (q . c) / |c|^2``, ``q' = q - alpha c``,
+  then ``q'`` is quantized to 4 bits per dimension, ``q' ~ delta * (v - o)`` with ``v`` in
+  ``0..15``, the scale ``delta`` and integer offset ``o`` chosen per query for the least squared
+  error; ``v`` is held as 4 bit-planes;
+- ``t = sum_j (v_j - o) b_j`` is integer popcount work (``_kernels.asymmetric``), and
+  ``q' . (2b - 1) ~ delta * (2 t - sum_j (v_j - o))``;
+- ``q . x = q' . r + alpha (r . c) + q . c ~ f * (q' . (2b - 1)) + alpha * g + q . c``.
+
+Rows are ranked by the score ``f * s + alpha * g`` (``s`` the estimate of ``q' . (2b - 1)``),
+which the kernels compute in float32: an estimate of ``q . x`` less the per-query constant
+``q . c``. Equal scores are ordered by ascending id. Query preparation is plain float64 NumPy, row by row, so a query's planes and
+constants do not depend on the batch it comes in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._kernels import asymmetric as kernels
+from .._kernels import config
+from .._kernels.bitplanes import PLANES
+from .corpus import ChunkedCorpus, chunk_segments
+from .scan import merge_sorted
+
+#: Query bits per dimension (bit-planes).
+QUERY_BITS = PLANES
+_LEVELS = (1 << QUERY_BITS) - 1
+#: Fractions of the query's range tried as the quantization range; the least squared error wins.
+_RANGE_FRACTIONS = np.linspace(0.5, 1.0, 11)
+#: Engines of the asymmetric scan: fastquant's kernel and its NumPy reference.
+ASYMMETRIC_BACKENDS = ("numba", "numpy")
+
+
+@dataclass(frozen=True)
+class PlaneQueries:
+    """Queries prepared for the asymmetric scan.
+
+    ``planes (q, 4, ceil(d / 8)) uint8``: bit ``p`` of every ``v_j`` packed MSB first;
+    ``offsets (q,) int32``: ``o``; ``scales``, ``shifts``, ``alphas`` ``(q,) float32``:
+    ``2 delta``, ``-delta * sum_j (v_j - o)`` and ``alpha``.
+    """
+
+    planes: np.ndarray
+    offsets: np.ndarray
+    scales: np.ndarray
+    shifts: np.ndarray
+    alphas: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return self.offsets.shape[0]
+
+
+def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQueries:
+    """Prepare validated ``queries (q, d) float32`` for a corpus centred at ``centre (d,)``."""
+    q64 = queries.astype(np.float64)
+    alphas = np.zeros(len(q64))
+    if centre is not None and centre.any():
+        c64 = centre.astype(np.float64)
+        alphas = (q64 * c64).sum(axis=1) / (c64 * c64).sum()
+        q64 = q64 - alphas[:, None] * c64
+    values, offsets, deltas = _quantize(q64)
+    planes = np.stack(
+        [np.packbits((values >> p) & 1, axis=1) for p in range(QUERY_BITS)], axis=1
+    ).astype(np.uint8)
+    level_sums = (values - offsets[:, None]).sum(axis=1)
+    return PlaneQueries(
+        planes=np.ascontiguousarray(planes),
+        offsets=offsets.astype(np.int32),
+        scales=(2.0 * deltas).astype(np.float32),
+        shifts=(-deltas * level_sums).astype(np.float32),
+        alphas=alphas.astype(np.float32),
+    )
+
+
+def _quantize(q64: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``values (q, d) int64`` in ``0..15``, ``offsets (q,) int64`` and ``deltas (q,)`` with
+    ``q64 ~ delta * (values - offset)``, the range fraction of least squared error per query."""
+    low, high = q64.min(axis=1), q64.max(axis=1)
+    best_error = np.full(len(q64), np.inf)
+    values = np.zeros(q64.shape, np.int64)
+    offsets = np.zeros(len(q64), np.int64)
+    deltas = np.ones(len(q64))
+    for fraction in _RANGE_FRACTIONS:
+        delta = (high - low) * fraction / _LEVELS
+        delta = np.where(delta > 0, delta, 1.0)
+        offset = np.clip(np.round(-low * fraction / delta), 0, _LEVELS).astype(np.int64)
+        level = np.clip(np.round(q64 / delta[:, None]) + offset[:, None], 0, _LEVELS)
+        level = level.astype(np.int64)
+        error = ((q64 - delta[:, None] * (level - offset[:, None])) ** 2).sum(axis=1)
+        better = error < best_error
+        best_error = np.where(better, error, best_error)
+        values[better], offsets[better], deltas[better] = (
+            level[better],
+            offset[better],
+            delta[better],
+        )
+    return values, offsets, deltas
+
+
+def asymmetric_candidates(
+    corpus: ChunkedCorpus, queries: PlaneQueries, k: int, backend: str, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Global top ``min(k, rows)`` by asymmetric score: ``scores (q, k') float32`` descending
+    and ``ids (q, k') int64``, ties by ascending id."""
+    k = min(k, corpus.rows)
+    if backend == "numba":
+        keys, ids = _numba_topk(corpus, queries, k, threads)
+    else:
+        keys, ids = _numpy_topk(corpus, queries, k)
+    return -keys, ids
+
+
+def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int):
+    nbytes = queries.planes.shape[2]
+    addresses = np.array([chunk.ctypes.data for chunk in corpus.bits], dtype=np.int64)
+    factor_addresses = np.array([chunk.ctypes.data for chunk in corpus.factors], dtype=np.int64)
+    rows = np.diff(corpus.offsets)
+    planes_flat = queries.planes.reshape(-1)
+    out_keys = np.empty((queries.count, k), dtype=np.float32)
+    out_ids = np.empty((queries.count, k), dtype=np.int64)
+    constants = (queries.offsets, queries.scales, queries.shifts, queries.alphas)
+    work = corpus.rows * nbytes * PLANES * queries.count
+    if threads == 1 or work < config.PARALLEL_MIN_WORK_BYTES:
+        kernels.asymmetric_topk_serial(
+            addresses, factor_addresses, rows, planes_flat, *constants, nbytes, k,
+            config.PREFETCH_BYTES, out_keys, out_ids,
+        )  # fmt: skip
+        return out_keys, out_ids
+    with config.numba_threads(threads) as used:
+        kernels.asymmetric_topk_parallel(
+            addresses, factor_addresses, rows, planes_flat, *constants, nbytes, k, used,
+            config.PREFETCH_BYTES, out_keys, out_ids,
+        )  # fmt: skip
+    return out_keys, out_ids
+
+
+#: Rows the NumPy engine unpacks at a time.
+_NUMPY_ROWS = 1 << 14
+
+
+def reference_scores(
+    bits: np.ndarray, factors: np.ndarray | None, queries: PlaneQueries
+) -> np.ndarray:
+    """``(q, n) float32`` scores of every row of ``bits (n, nbytes) uint8``,
+    in NumPy, with the float32 operations of the kernel in the same order."""
+    d = 8 * bits.shape[1]
+    values = sum(
+        np.unpackbits(queries.planes[:, p], axis=1)[:, :d].astype(np.int64) << p
+        for p in range(QUERY_BITS)
+    )
+    unpacked = np.unpackbits(bits, axis=1)[:, :d]
+    totals = np.rint(values.astype(np.float64) @ unpacked.T.astype(np.float64)).astype(np.int64)
+    t = totals - queries.offsets[:, None].astype(np.int64) * unpacked.sum(axis=1)[None, :]
+    scores = queries.scales[:, None] * t.astype(np.float32) + queries.shifts[:, None]
+    if factors is not None:
+        f, g = (bfloat16_to_float32(factors[:, i]) for i in range(2))
+        scores = f[None, :] * scores + queries.alphas[:, None] * g[None, :]
+    return scores.astype(np.float32)
+
+
+def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """``uint16`` bfloat16 patterns as float32 values."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _numpy_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int):
+    """The NumPy engine: chunks of rows scored with :func:`reference_scores`, lists merged."""
+    keys, ids = [], []
+    for c, (bits, offset) in enumerate(zip(corpus.bits, corpus.offsets)):
+        factors = corpus.factors[c] if corpus.factors else None
+        for lo in range(0, bits.shape[0], _NUMPY_ROWS):
+            part = slice(lo, lo + _NUMPY_ROWS)
+            negated = -reference_scores(
+                bits[part], None if factors is None else factors[part], queries
+            )
+            order = np.argsort(negated, axis=1, kind="stable")[:, :k]
+            keys.append(np.take_along_axis(negated, order, axis=1))
+            ids.append(order + offset + lo)
+    return merge_sorted(keys, ids, k, np.float32(np.inf))
+
+
+def score_asymmetric(
+    corpus: ChunkedCorpus, queries: PlaneQueries, candidates: np.ndarray
+) -> np.ndarray:
+    """Asymmetric scores ``(q, c) float32`` of ``candidates (q, c) int64``:
+    what the scan gives those rows. Ids outside ``[0, rows)`` are skipped."""
+    scores = np.empty(candidates.shape, dtype=np.float32)
+    flat, per_query = scores.reshape(-1), candidates.shape[1]
+    planes_flat = queries.planes.reshape(-1)
+    nbytes = queries.planes.shape[2]
+    for c, rows, slots in chunk_segments(candidates, corpus.offsets):
+        factors = corpus.factors[c] if corpus.factors else np.empty((0, 2), np.uint16)
+        kernels.score_asymmetric_slots(
+            planes_flat, queries.offsets, queries.scales, queries.shifts, queries.alphas, nbytes,
+            corpus.bits[c], factors, bool(corpus.factors), rows, slots, per_query, flat,
+        )  # fmt: skip
+    return scores

@@ -1,0 +1,361 @@
+"""Asymmetric top-k: packed bit rows scored against 4-bit queries, corpus-parallel over chunks.
+
+A query is given as its 4 bit-planes ``planes_flat (q * 4 * nbytes,) uint8`` (see
+:mod:`fastquant._kernels.bitplanes`) with per-query ``offsets (q,) int32`` and float32
+``scales``, ``shifts``, ``alphas`` (q,). For row bits ``b`` the kernel computes the integer
+
+    t = sum_p 2^p popcount(plane_p AND b) - offset * popcount(b)      (= sum_j u_j b_j)
+
+and the float32 score ``s = scale * t + shift`` (an estimate of ``q' . (2b - 1)``). With row
+factors (``factor_addresses``: per chunk, ``(rows, 2) uint16`` bfloat16 pairs ``(f, g)``) the
+score is ``f * s + alpha * g``. Every operation is a single float32 operation in this order, so
+the NumPy reference reproduces each score bit for bit. Top-k keeps the highest scores, equal
+scores by ascending id, as negated keys in the heaps of :mod:`fastquant._kernels.topk`.
+
+Chunks are scanned like the Hamming scan's (:mod:`fastquant._kernels.hamming`): every thread takes
+an equal run of all chunks' blocks, with heaps that live across chunks, merged at the end; the
+result depends neither on the thread count nor on the chunking.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import carray, njit, prange
+
+from .bitplanes import PLANES, and_popcount_byte, bfloat16_value, plane_block_1, plane_block_4
+from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
+from .hamming import _bytes_at
+from .popcount import QUERIES_PER_SCAN
+from .topk import EMPTY_ID, heap_replace_root, merge_heaps
+
+
+@njit(**KERNEL)
+def block_plane_sums(
+    corpus_flat, planes_flat, nbytes, row_lo, row_hi, q_lo, q_hi, sums, counts, prefetch_bytes
+):
+    """``sums[j * SCAN_BLOCK_ROWS + r - row_lo]``: plane sum of row ``r`` and query ``q_lo + j``;
+    ``counts[r - row_lo]``: popcount of row ``r``. Trailing bytes (``nbytes % 8``) included."""
+    stride = PLANES * nbytes
+    if q_hi - q_lo == QUERIES_PER_SCAN:
+        plane_block_4(
+            corpus_flat,
+            row_lo,
+            row_hi,
+            nbytes,
+            planes_flat,
+            q_lo * stride,
+            sums,
+            counts,
+            0,
+            prefetch_bytes,
+        )
+    else:
+        for qi in range(q_lo, q_hi):
+            plane_block_1(
+                corpus_flat,
+                row_lo,
+                row_hi,
+                nbytes,
+                planes_flat,
+                qi * stride,
+                sums,
+                counts,
+                qi - q_lo,
+                prefetch_bytes,
+            )
+    first_tail_byte = nbytes - nbytes % 8
+    if first_tail_byte == nbytes:
+        return
+    for r in range(row_lo, row_hi):
+        at = r * nbytes
+        ones = 0
+        for byte in range(first_tail_byte, nbytes):
+            ones += and_popcount_byte(corpus_flat, at + byte, corpus_flat, at + byte)
+        counts[r - row_lo] += ones
+        for qi in range(q_lo, q_hi):
+            extra = 0
+            for p in range(PLANES):
+                plane = (PLANES * qi + p) * nbytes
+                for byte in range(first_tail_byte, nbytes):
+                    extra += (
+                        and_popcount_byte(corpus_flat, at + byte, planes_flat, plane + byte) << p
+                    )
+            sums[(qi - q_lo) * SCAN_BLOCK_ROWS + r - row_lo] += extra
+
+
+@njit(**INLINE_KERNEL)
+def row_score(t, scale, shift, alpha, f, g):
+    """Score of a row with integer plane total ``t`` and factors ``f, g``."""
+    return f * (scale * np.float32(t) + shift) + alpha * g
+
+
+@njit(**KERNEL)
+def block_factors(factors, has_factors, row_lo, row_hi, fs, gs):
+    """``fs, gs[r - row_lo]``: the float32 factors of rows ``[row_lo, row_hi)`` (1 and 0 without)."""
+    for r in range(row_lo, row_hi):
+        if has_factors:
+            fs[r - row_lo] = bfloat16_value(factors[2 * r])
+            gs[r - row_lo] = bfloat16_value(factors[2 * r + 1])
+        else:
+            fs[r - row_lo] = np.float32(1.0)
+            gs[r - row_lo] = np.float32(0.0)
+
+
+@njit(**KERNEL)
+def block_keys(sums, counts, fs, gs, offset, scale, shift, alpha, keys, worst):
+    """``keys (m,) = -score`` of a block's rows for one query; whether any beats ``worst``."""
+    better = False
+    for i in range(keys.shape[0]):
+        key = -row_score(sums[i] - offset * counts[i], scale, shift, alpha, fs[i], gs[i])
+        keys[i] = key
+        better |= key < worst
+    return better
+
+
+@njit(**KERNEL)
+def scan_range(
+    corpus_flat,
+    factors,
+    has_factors,
+    planes_flat,
+    offsets,
+    scales,
+    shifts,
+    alphas,
+    nbytes,
+    row_lo,
+    row_hi,
+    heap_keys,
+    heap_ids,
+    prefetch_bytes,
+    id_offset,
+):
+    """Offer rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to every query's heap ``(q, k)``."""
+    nq = heap_keys.shape[0]
+    sums = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
+    counts = np.empty(SCAN_BLOCK_ROWS, dtype=np.int32)
+    fs = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
+    gs = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
+    keys = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
+    for block_lo in range(row_lo, row_hi, SCAN_BLOCK_ROWS):
+        block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
+        m = block_hi - block_lo
+        block_factors(factors, has_factors, block_lo, block_hi, fs, gs)
+        for q_lo in range(0, nq, QUERIES_PER_SCAN):
+            q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
+            block_plane_sums(
+                corpus_flat,
+                planes_flat,
+                nbytes,
+                block_lo,
+                block_hi,
+                q_lo,
+                q_hi,
+                sums,
+                counts,
+                prefetch_bytes,
+            )
+            for qi in range(q_lo, q_hi):
+                heap = heap_keys[qi]
+                column = (qi - q_lo) * SCAN_BLOCK_ROWS
+                if not block_keys(
+                    sums[column : column + m],
+                    counts[:m],
+                    fs[:m],
+                    gs[:m],
+                    offsets[qi],
+                    scales[qi],
+                    shifts[qi],
+                    alphas[qi],
+                    keys[:m],
+                    heap[0],
+                ):
+                    continue
+                ids = heap_ids[qi]
+                worst = heap[0]
+                for i in range(m):
+                    # Rows arrive in ascending id, so an equal key never displaces a kept row.
+                    if keys[i] < worst:
+                        heap_replace_root(heap, ids, keys[i], block_lo + i + id_offset)
+                        worst = heap[0]
+
+
+@njit(**KERNEL)
+def _empty_heaps(threads, nq, k):
+    keys = np.full((threads, nq, k), np.inf, dtype=np.float32)
+    ids = np.full((threads, nq, k), EMPTY_ID, dtype=np.int64)
+    return keys, ids
+
+
+@njit(**KERNEL)
+def _scan_chunks(
+    addresses,
+    factor_addresses,
+    rows,
+    planes_flat,
+    offsets,
+    scales,
+    shifts,
+    alphas,
+    nbytes,
+    part,
+    parts,
+    heap_keys,
+    heap_ids,
+    prefetch_bytes,
+):
+    """Scan share ``part`` of ``parts`` of all chunks' blocks, in order, into one set of heaps."""
+    has_factors = factor_addresses.shape[0] > 0
+    total_blocks = 0
+    for c in range(addresses.shape[0]):
+        total_blocks += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+    own_lo = total_blocks * part // parts
+    own_hi = total_blocks * (part + 1) // parts
+    first_block, id_offset = 0, 0
+    for c in range(addresses.shape[0]):
+        n = rows[c]
+        blocks = (n + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+        block_lo = max(own_lo, first_block) - first_block
+        block_hi = min(own_hi, first_block + blocks) - first_block
+        if block_hi > block_lo:
+            corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
+            factors = carray(
+                _bytes_at(factor_addresses[c] if has_factors else addresses[c]),
+                4 * n if has_factors else 0,
+            ).view(np.uint16)
+            scan_range(
+                corpus_flat,
+                factors,
+                has_factors,
+                planes_flat,
+                offsets,
+                scales,
+                shifts,
+                alphas,
+                nbytes,
+                block_lo * SCAN_BLOCK_ROWS,
+                min(n, block_hi * SCAN_BLOCK_ROWS),
+                heap_keys,
+                heap_ids,
+                prefetch_bytes,
+                id_offset,
+            )
+        first_block += blocks
+        id_offset += n
+
+
+@njit(**KERNEL)
+def asymmetric_topk_serial(
+    addresses,
+    factor_addresses,
+    rows,
+    planes_flat,
+    offsets,
+    scales,
+    shifts,
+    alphas,
+    nbytes,
+    k,
+    prefetch_bytes,
+    out_keys,
+    out_ids,
+):
+    """Top-k on the calling thread: ``out_keys (q, k) float32`` (negated scores, ascending) and
+    ``out_ids (q, k) int64``; ``k <= sum(rows)``; no factors when ``factor_addresses`` is empty."""
+    heap_keys, heap_ids = _empty_heaps(1, offsets.shape[0], k)
+    _scan_chunks(
+        addresses,
+        factor_addresses,
+        rows,
+        planes_flat,
+        offsets,
+        scales,
+        shifts,
+        alphas,
+        nbytes,
+        0,
+        1,
+        heap_keys[0],
+        heap_ids[0],
+        prefetch_bytes,
+    )
+    merge_heaps(heap_keys, heap_ids, out_keys, out_ids)
+
+
+@njit(**PARALLEL_KERNEL)
+def asymmetric_topk_parallel(
+    addresses,
+    factor_addresses,
+    rows,
+    planes_flat,
+    offsets,
+    scales,
+    shifts,
+    alphas,
+    nbytes,
+    k,
+    threads,
+    prefetch_bytes,
+    out_keys,
+    out_ids,
+):
+    """``asymmetric_topk_serial`` with the blocks of all chunks split into ``threads`` runs."""
+    heap_keys, heap_ids = _empty_heaps(threads, offsets.shape[0], k)
+    for t in prange(threads):
+        _scan_chunks(
+            addresses,
+            factor_addresses,
+            rows,
+            planes_flat,
+            offsets,
+            scales,
+            shifts,
+            alphas,
+            nbytes,
+            t,
+            threads,
+            heap_keys[t],
+            heap_ids[t],
+            prefetch_bytes,
+        )
+    merge_heaps(heap_keys, heap_ids, out_keys, out_ids)
+
+
+@njit(**KERNEL)
+def score_asymmetric_slots(
+    planes_flat,
+    offsets,
+    scales,
+    shifts,
+    alphas,
+    nbytes,
+    bits,
+    factors,
+    has_factors,
+    rows,
+    slots,
+    per_query,
+    out,
+):
+    """Scores of (query, row) pairs, as the scan computes them, written to ``out`` by slot.
+
+    Pair ``j`` is row ``rows[j]`` of ``bits (n, nbytes) uint8`` and query ``slots[j] //
+    per_query``; ``factors (n, 2) uint16`` (ignored unless ``has_factors``).
+    """
+    bits_flat = bits.reshape(-1)
+    fs = np.empty(1, dtype=np.float32)
+    gs = np.empty(1, dtype=np.float32)
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        qi = slots[j] // per_query
+        total = 0
+        ones = 0
+        for byte in range(nbytes):
+            at = r * nbytes + byte
+            ones += and_popcount_byte(bits_flat, at, bits_flat, at)
+            for p in range(PLANES):
+                plane = (PLANES * qi + p) * nbytes + byte
+                total += and_popcount_byte(bits_flat, at, planes_flat, plane) << p
+        block_factors(factors.reshape(-1), has_factors, r, r + 1, fs, gs)
+        t = total - offsets[qi] * ones
+        out[slots[j]] = row_score(t, scales[qi], shifts[qi], alphas[qi], fs[0], gs[0])

@@ -1,0 +1,245 @@
+"""AND + popcount block scans of packed bit rows against queries held as 4 bit-planes (LLVM IR).
+
+A query quantized to 4 bits per dimension, ``v (d,)`` in ``0..15``, is stored as 4 packed
+planes, plane ``p`` holding bit ``p`` of every ``v_j`` (MSB first, like the rows). For a row of
+bits ``b``, ``sum_j v_j b_j = sum_p 2^p popcount(plane_p AND b)``: still popcounts over the same
+packed bytes, four per word instead of one. ``plane_block_1`` and ``plane_block_4`` write that
+sum for one or four queries per row, and ``popcount(b)`` once per row, for rows
+``[row_lo, row_hi)``; the caller turns them into scores. Sums are written query by query
+(``dist[j * SCAN_BLOCK_ROWS + r]``), so the caller's per-query loops read them contiguously.
+
+They are built like the Hamming scan of :mod:`fastquant._kernels.popcount` (whole ``<8 x i64>``
+vectors, ``vpopcntq`` on zmm, loops specialised per row width up to 16 words, several queries
+per corpus load, software prefetch) and share its vector helpers. Distances count whole 64-bit
+words only; callers add the ``nbytes % 8`` trailing bytes with ``and_popcount_byte``.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .config import SCAN_BLOCK_ROWS
+from .popcount import _I32, _I64, _SPECIALISED_WORDS, QUERIES_PER_SCAN, _Emitter, _i64
+
+#: Bit-planes per query: 4-bit query values.
+PLANES = 4
+
+
+class _PlaneEmitter(_Emitter):
+    """Emits one block scan of ``n_queries`` (1 or 4) plane-encoded queries.
+
+    Query ``j``'s plane ``p`` starts at byte ``q_off + (PLANES * j + p) * nbytes`` of
+    ``queries``; sums go to ``dist[(col + j) * SCAN_BLOCK_ROWS + r]``, row popcounts to
+    ``counts[r]`` (``r`` relative to ``row_lo``).
+    """
+
+    def __init__(
+        self, builder, n_queries, corpus, queries, dist, counts, nbytes, q_off, col, ahead
+    ):
+        super().__init__(builder, n_queries, corpus, queries, dist, nbytes, q_off, col, ahead)
+        self.counts = counts
+        self.plane_offsets = [
+            [builder.add(q_off, builder.mul(nbytes, _i64(PLANES * j + p))) for p in range(PLANES)]
+            for j in range(n_queries)
+        ]
+
+    def plane_sum(self, row_vector, planes):
+        """``<8 x i64>`` lanes of ``sum_p 2^p popcount(row AND plane_p)``."""
+        b = self.b
+        total = None
+        for p, plane in enumerate(planes):
+            count = self.b.call(self.ctpop, [b.and_(row_vector, plane)])
+            if p:
+                count = b.shl(count, ir.Constant(count.type, [p] * 8))
+            total = count if total is None else b.add(total, count)
+        return total
+
+    def row_sums(self, row_index_in_block, row_lo, chunks, plane_vectors):
+        """Prefetch ahead; the lanes of each query's plane sum and of the row's popcount."""
+        b = self.b
+        row_offset = b.mul(b.add(row_lo, row_index_in_block), self.nbytes)
+        for off, _ in chunks:
+            ahead = b.gep(self.corpus, [b.add(row_offset, b.add(self.prefetch_bytes, _i64(off)))])
+            b.call(
+                self.prefetch,
+                [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
+            )
+        sums = [self.zero] * self.n_queries
+        ones = self.zero
+        for (off, w), per_query in zip(chunks, plane_vectors):
+            row_vector = self.load_words(self.corpus, b.add(row_offset, _i64(off)), w)
+            ones = b.add(ones, b.call(self.ctpop, [row_vector]))
+            sums = [
+                b.add(s, self.plane_sum(row_vector, planes)) for s, planes in zip(sums, per_query)
+            ]
+        return sums, ones
+
+    def sum_at(self, query, row_index):
+        column = self.b.add(self.col, _i64(query))
+        return self.b.gep(
+            self.dist, [self.b.add(self.b.mul(column, _i64(SCAN_BLOCK_ROWS)), row_index)]
+        )
+
+    def store_row(self, row_index, sums, ones):
+        """Write one row's plane sums (one per query) and its popcount."""
+        b = self.b
+        if self.n_queries == 1:
+            totals = [b.trunc(b.call(self.reduce_add, [sums[0]]), _I32)]
+        else:
+            four = self.reduce_four(sums)
+            totals = [b.extract_element(four, ir.Constant(_I32, j)) for j in range(self.n_queries)]
+        for j, total in enumerate(totals):
+            b.store(total, self.sum_at(j, row_index))
+        count = b.trunc(b.call(self.reduce_add, [ones]), _I32)
+        b.store(count, b.gep(self.counts, [row_index]))
+
+    def specialised_rows(self, row_lo, count, words):
+        """Row loop for a width of exactly ``words`` words; planes held in registers."""
+        b = self.b
+        chunks = self.chunks(words)
+        plane_vectors = [
+            [
+                [self.load_words(self.queries, b.add(p_off, _i64(off)), w) for p_off in offsets]
+                for offsets in self.plane_offsets
+            ]
+            for off, w in chunks
+        ]
+        with cgutils.for_range(b, count) as loop:
+            self.store_row(loop.index, *self.row_sums(loop.index, row_lo, chunks, plane_vectors))
+
+    def general_rows(self, row_lo, count, nwords):
+        """Row loop for any width: whole chunks with plain loads, the last one masked."""
+        b = self.b
+        full = b.udiv(nwords, _i64(8))
+        tail = b.urem(nwords, _i64(8))
+        with cgutils.for_range(b, count) as loop:
+            row_offset = b.mul(b.add(row_lo, loop.index), self.nbytes)
+            sums = [cgutils.alloca_once_value(b, self.zero) for _ in range(self.n_queries)]
+            ones = cgutils.alloca_once_value(b, self.zero)
+
+            def accumulate(load, byte):
+                row_vector = load(self.corpus, b.add(row_offset, byte))
+                b.store(b.add(b.load(ones), b.call(self.ctpop, [row_vector])), ones)
+                for s, offsets in zip(sums, self.plane_offsets):
+                    planes = [load(self.queries, b.add(p_off, byte)) for p_off in offsets]
+                    b.store(b.add(b.load(s), self.plane_sum(row_vector, planes)), s)
+
+            with cgutils.for_range(b, full) as chunk:
+                accumulate(lambda d, o: self.load_words(d, o, 8), b.mul(chunk.index, _i64(64)))
+            with b.if_then(b.icmp_unsigned("!=", tail, _i64(0))):
+                accumulate(lambda d, o: self.load_tail_masked(d, o, tail), b.mul(full, _i64(64)))
+            self.store_row(loop.index, [b.load(s) for s in sums], b.load(ones))
+
+
+def _make_plane_block(n_queries: int):
+    @intrinsic
+    def plane_block(
+        typingctx, corpus, row_lo, row_hi, nbytes, planes, q_off, dist, counts, col, ahead
+    ):
+        signature = types.void(
+            corpus,
+            types.intp,
+            types.intp,
+            types.intp,
+            planes,
+            types.intp,
+            dist,
+            counts,
+            types.intp,
+            types.intp,
+        )
+
+        def codegen(context, builder, sig, args):
+            corpus_, row_lo_, row_hi_, nbytes_, planes_, q_off_, dist_, counts_, col_, ahead_ = args
+            data = [
+                context.make_array(sig.args[i])(context, builder, a).data
+                for i, a in ((0, corpus_), (4, planes_), (6, dist_), (7, counts_))
+            ]
+            emit = _PlaneEmitter(
+                builder,
+                n_queries,
+                data[0],
+                data[1],
+                data[2],
+                data[3],
+                nbytes_,
+                q_off_,
+                col_,
+                ahead_,
+            )
+            count = builder.sub(row_hi_, row_lo_)
+            nwords = builder.udiv(nbytes_, _i64(8))
+            done = builder.append_basic_block("planes_done")
+            general = builder.append_basic_block("planes_general")
+            switch = builder.switch(nwords, general)
+            for words in range(_SPECIALISED_WORDS + 1):
+                case = builder.append_basic_block(f"planes_words_{words}")
+                switch.add_case(_i64(words), case)
+                builder.position_at_end(case)
+                emit.specialised_rows(row_lo_, count, words)
+                builder.branch(done)
+            builder.position_at_end(general)
+            emit.general_rows(row_lo_, count, nwords)
+            builder.branch(done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return plane_block
+
+
+#: ``plane_block_1(corpus, row_lo, row_hi, nbytes, planes, q_off, dist, counts, col, ahead)``
+#: writes the plane sum of corpus row ``r`` and the query at byte ``q_off`` to
+#: ``dist[col * SCAN_BLOCK_ROWS + r - row_lo]`` and ``popcount(row)`` to ``counts[r - row_lo]``.
+plane_block_1 = _make_plane_block(1)
+#: ``plane_block_4`` does the same for the four queries at ``q_off + j * PLANES * nbytes``, into
+#: columns 0..3.
+plane_block_4 = _make_plane_block(QUERIES_PER_SCAN)
+
+
+@intrinsic
+def and_popcount_byte(typingctx, a, ia, b, ib):
+    """Bits set in both bytes ``a[ia]`` and ``b[ib]`` (flat ``uint8`` arrays)."""
+    signature = types.int64(a, types.intp, b, types.intp)
+
+    def codegen(context, builder, sig, args):
+        i8 = ir.IntType(8)
+        a_byte = builder.load(
+            builder.gep(context.make_array(sig.args[0])(context, builder, args[0]).data, [args[1]])
+        )
+        b_byte = builder.load(
+            builder.gep(context.make_array(sig.args[2])(context, builder, args[2]).data, [args[3]])
+        )
+        ctpop = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i8, [i8]), "llvm.ctpop.i8"
+        )
+        return builder.zext(builder.call(ctpop, [builder.and_(a_byte, b_byte)]), _I64)
+
+    return signature, codegen
+
+
+@intrinsic
+def bfloat16_value(typingctx, bits):
+    """The float32 whose top 16 bits are the ``uint16`` ``bits`` (bfloat16 to float32, exact)."""
+    signature = types.float32(types.uint16)
+
+    def codegen(context, builder, sig, args):
+        wide = builder.shl(builder.zext(args[0], _I32), ir.Constant(_I32, 16))
+        return builder.bitcast(wide, ir.FloatType())
+
+    return signature, codegen
+
+
+@intrinsic
+def float32_bits(typingctx, value):
+    """The ``uint32`` bit pattern of the float32 ``value``."""
+    signature = types.uint32(types.float32)
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], _I32)
+
+    return signature, codegen
