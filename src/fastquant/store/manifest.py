@@ -162,7 +162,7 @@ def _parse(file: Path, body: Any) -> Manifest:
         raise ValueError(f"it holds {type(body).__name__}, not an object")
     if body.get("format") != FORMAT_NAME:
         raise ValueError(f"format is {body.get('format')!r}, not {FORMAT_NAME!r}")
-    version = _integer(body, "format_version")
+    version = _integer(body, "format_version", low=-_MAX_COUNT)
     if version > FORMAT_VERSION:
         raise StoreVersionError(
             f"{file.parent} was written in store format {version}; this fastquant reads formats "
