@@ -242,7 +242,7 @@ def test_a_format_1_manifest_cannot_prove_unlisted_chunks_are_leftovers(tmp_path
     assert _without_lock(_tree(tmp_path)) == before
 
 
-def test_an_append_refuses_to_extend_a_last_chunk_that_fails_its_crc(tmp_path):
+def test_an_append_refuses_to_cut_a_last_chunk_that_fails_its_crc(tmp_path):
     store, _ = _filled_store(tmp_path)
     store.close()
     codes = store.path / f"{LAST}.codes"
@@ -753,3 +753,26 @@ def test_the_store_written_is_documented_format_2(tmp_path):
     crc = body.pop("json_crc32")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert zlib.crc32(canonical.encode()) == crc
+
+
+def test_a_writer_reads_no_chunk_bytes_unless_it_has_something_to_cut(tmp_path):
+    import fastquant.store.leftovers as leftovers
+
+    store, corpus_f32 = _filled_store(tmp_path)
+    store.close()
+    proofs = []
+    real = leftovers.require_crc32
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(leftovers, "require_crc32", lambda *args: proofs.append(args[3].name))
+        CorpusStore.open(store.path).append(_embeddings(1, 3))
+        assert proofs == []  # cleanly closed: nothing past the committed rows, nothing to prove
+        with open(store.path / f"{LAST}.codes", "ab") as handle:
+            handle.write(b"\x01" * 30)
+        patch.setattr(
+            leftovers, "require_crc32", lambda *args: (proofs.append(args[3].name), real(*args))
+        )
+        writer = CorpusStore.open(store.path)
+        writer.append(_embeddings(2, 1))
+        writer.append(_embeddings(3, 1))  # proven once per writer
+    assert proofs == ["000004.codes"]
+    assert len(CorpusStore.open(store.path)) == ROWS + 5

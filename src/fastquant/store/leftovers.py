@@ -6,8 +6,10 @@ temp files of ``manifest.json`` and ``calibration.npy``. It cuts nothing it has 
 such a leftover:
 
 1. the manifest proves itself: format 2 carries its checksum, checked by ``read_manifest``;
-2. the last chunk, the one an append extends (or cuts), holds exactly its committed bytes:
-   their CRC-32 matches the manifest's (read once per writer, not per append);
+2. a chunk file with bytes past its committed end (only the last chunk is ever written) holds
+   exactly its committed bytes: their CRC-32 matches the manifest's. This reads the committed
+   bytes, once per writer and only when there is something to cut (after a crash): a cleanly
+   closed store costs nothing;
 3. everything else in ``chunks/`` must be a regular chunk file with one link; a directory, a
    symlink, a hard link or a file of another name is :class:`StoreCorruptedError`.
 
@@ -79,7 +81,11 @@ def discard_leftovers(path: Path, manifest: Manifest, *, proven: bool) -> None:
 def _open_last_chunk(
     path: Path, manifest: Manifest, *, proven: bool
 ) -> list[tuple[int, Path, int]]:
-    """The last chunk's files opened for writing, with their committed sizes, proven intact."""
+    """The last chunk's files opened for writing, with their committed sizes.
+
+    A file with bytes past its committed end has its committed bytes proven (CRC-32) before
+    anything is cut; one that the next append extends, or cuts, must have no other links.
+    """
     index, chunk = len(manifest.chunks) - 1, manifest.chunks[-1]
     extended = chunk.rows < manifest.chunk_rows
     opened: list[tuple[int, Path, int]] = []
@@ -91,10 +97,11 @@ def _open_last_chunk(
             file, committed = path / name, chunk.rows * width
             fd = open_committed(file, committed, chunk.rows, os.O_RDWR)
             opened.append((fd, file, committed))
-            if extended or os.fstat(fd).st_size > committed:
+            leftovers = os.fstat(fd).st_size > committed
+            if extended or leftovers:
                 require_single_link(fd, file)
-                if not proven:
-                    require_crc32(fd, committed, crc, file)
+            if leftovers and not proven:
+                require_crc32(fd, committed, crc, file)
     except BaseException:
         for fd, _, _ in opened:
             os.close(fd)
