@@ -407,36 +407,43 @@ def _damage_calibration(store: Path, rng) -> str:
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
-    """Every entry under ``root`` without following anything: bytes, link targets, kinds."""
+    """Every entry under ``root`` without following anything: bytes, link targets, kinds.
+
+    Files over 16 MiB (sparse giants made by tests) are described by size and mtime.
+    """
     tree: dict[str, tuple] = {}
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:
             path = Path(folder) / name
-            mode = path.lstat().st_mode
+            status = path.lstat()
             key = str(path.relative_to(root))
-            if stat.S_ISLNK(mode):
+            if stat.S_ISLNK(status.st_mode):
                 tree[key] = ("link", os.readlink(path))
-            elif stat.S_ISREG(mode):
+            elif stat.S_ISREG(status.st_mode) and status.st_size > 1 << 24:
+                tree[key] = ("big", status.st_size, status.st_mtime_ns)
+            elif stat.S_ISREG(status.st_mode):
                 tree[key] = ("file", path.read_bytes())
             else:
-                tree[key] = ("other", stat.S_IFMT(mode))
+                tree[key] = ("other", stat.S_IFMT(status.st_mode))
     return tree
 
 
 def _stage(call: Callable[[], object]) -> dict:
     from fastquant import StoreError
 
+    started = time.perf_counter()
     try:
-        return {"value": call()}
+        stage = {"value": call()}
     except StoreError as error:
-        return {"error": type(error).__name__, "message": str(error)[:300], "fastquant": True}
+        stage = {"error": type(error).__name__, "message": str(error)[:300], "fastquant": True}
     except Exception as error:  # judged "wrong error"
-        return {
+        stage = {
             "error": type(error).__name__,
             "message": f"{error}"[:300],
             "fastquant": False,
             "trace": traceback.format_exc()[-1500:],
         }
+    return {**stage, "seconds": time.perf_counter() - started}
 
 
 def probe(case_dir: Path, case: Case, result_file: Path) -> None:
@@ -619,7 +626,10 @@ def _brief(facts: dict | None, pristine: dict) -> dict:
             stages[name] = "pristine answers" if stage["value"] == pristine else "changed answers"
         else:
             stages[name] = f"ok: {stage['value']}"
+    refusals = [stage["seconds"] for stage in facts["stages"].values() if "error" in stage]
     brief = {"description": facts["description"], "stages": stages}
+    if refusals:
+        brief["slowest_refusal_s"] = round(max(refusals), 4)
     for key in ("reader_wrote", "destroyed"):
         if facts[key]:
             brief[key] = facts[key]
@@ -653,6 +663,9 @@ def summary(records: list[dict]) -> dict:
         "cases": len(records),
         "outcomes": {name: counts[name] for name in (*GOOD, "appended", "append refused", *BAD)},
         "slowest_probe_s": max((record["seconds"] for record in records), default=0.0),
+        "slowest_refusal_s": max(
+            (record.get("slowest_refusal_s", 0.0) for record in records), default=0.0
+        ),
         "bad": [record for record in records if record["outcome"] in BAD],
     }
 
@@ -686,7 +699,9 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print(table(records, "target"))
     print(
-        f"\n{len(records)} cases in {result['seconds']} s; slowest probe {result['slowest_probe_s']} s"
+        f"\n{len(records)} cases in {result['seconds']} s; slowest probe "
+        f"{result['slowest_probe_s']} s (all its stages); slowest refusal "
+        f"{result['slowest_refusal_s']} s (one open, search, verify or append raising)"
     )
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))

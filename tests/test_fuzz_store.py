@@ -91,6 +91,6 @@ def test_no_damage_hangs_kills_changes_answers_silently_or_destroys_bytes(tmp_pa
     ]
     assert bad == [], json.dumps(bad, indent=1) + "\n" + run.stdout
     outcomes = result["outcomes"]
-    assert result["cases"] >= 100 and all(outcomes[name] == 0 for name in BAD)
+    assert result["cases"] >= 90 and all(outcomes[name] == 0 for name in BAD)
     for good in ("refused", "pristine", "verify caught", "appended", "append refused"):
         assert outcomes[good] > 0, run.stdout

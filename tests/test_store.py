@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from fastquant import (
     quantize_embeddings,
 )
 from naive import naive_hamming_topk
+from store_fuzz import reseal
 
 DIM = 20
 CHUNK_ROWS = 7
@@ -497,10 +497,7 @@ def test_open_reports_a_garbage_manifest(tmp_path, garbage):
 def _write_manifest(path: Path, body: dict) -> None:
     """Write ``body`` as the manifest with a matching ``json_crc32`` (as documented), so that
     the check that follows is the one a test is about, not the checksum."""
-    body = {key: value for key, value in body.items() if key != "json_crc32"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    body["json_crc32"] = zlib.crc32(canonical.encode())
-    (path / "manifest.json").write_text(json.dumps(body))
+    (path / "manifest.json").write_text(json.dumps(reseal(body)))
 
 
 def _edit_manifest(path: Path, **changes) -> None:

@@ -13,7 +13,6 @@ import json
 import multiprocessing
 import os
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from fastquant import (
 )
 from fastquant.store.building import remove_stale_builds
 from fastquant.store.checked_json import read_json, seal, unseal
+from store_fuzz import snapshot
 from test_store import (
     CHUNK_ROWS,
     DIM,
@@ -48,31 +48,6 @@ from test_store import (
 
 LAST = "chunks/000004"  # the last, partial chunk of the filled store (2 of 7 rows)
 TIMEOUT_S = 20
-
-
-def _tree(root: Path) -> dict[str, tuple[str, bytes | str]]:
-    """Every entry under ``root``: ``(kind, bytes of a file or target of a link)``, nothing followed.
-
-    Files over 16 MiB are described by their size and modification time.
-    """
-    tree = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                tree[str(path.relative_to(root))] = ("link", os.readlink(path))
-            elif stat.S_ISREG(mode) and path.stat().st_size > 1 << 24:  # (a sparse giant)
-                status = path.stat()
-                tree[str(path.relative_to(root))] = (
-                    "big",
-                    f"{status.st_size} {status.st_mtime_ns}",
-                )
-            elif stat.S_ISREG(mode):
-                tree[str(path.relative_to(root))] = ("file", path.read_bytes())
-            else:
-                tree[str(path.relative_to(root))] = ("other", stat.S_IFMT(mode))
-    return tree
 
 
 def _without_lock(tree: dict) -> dict:
@@ -112,10 +87,10 @@ def _within(seconds: float, call) -> object:
 
 def _refused(store_path: Path, match: str) -> None:
     """Opening the store raises StoreCorruptedError matching ``match`` at once; nothing changes."""
-    before = _without_lock(_tree(store_path.parent))
+    before = _without_lock(snapshot(store_path.parent))
     with pytest.raises(StoreCorruptedError, match=match):
         _within(TIMEOUT_S, lambda: CorpusStore.open(store_path))
-    assert _without_lock(_tree(store_path.parent)) == before
+    assert _without_lock(snapshot(store_path.parent)) == before
 
 
 # -- 1, 2: symlinks and hard links are never followed or written through ---------------------
@@ -126,11 +101,11 @@ def test_a_lock_file_symlinked_to_a_chunk_is_refused_and_the_chunk_kept(tmp_path
     store.close()
     (store.path / "writer.lock").unlink()
     (store.path / "writer.lock").symlink_to(store.path / f"{LAST}.codes")
-    before = _tree(tmp_path)
+    before = snapshot(tmp_path)
     reader = CorpusStore.open(store.path)
     with pytest.raises(StoreCorruptedError, match="writer.lock is a symbolic link"):
         reader.append(_embeddings(1, 3))
-    assert _tree(tmp_path) == before
+    assert snapshot(tmp_path) == before
     reader.verify()
 
 
@@ -148,11 +123,11 @@ def test_a_lock_file_that_is_not_a_lock_file_is_refused_unchanged(tmp_path, kind
         lock.mkdir()
     else:
         os.mkfifo(lock)
-    before = _tree(tmp_path)
+    before = snapshot(tmp_path)
     reader = CorpusStore.open(store.path)
     with pytest.raises(StoreCorruptedError, match="writer.lock"):
         _within(TIMEOUT_S, lambda: reader.append(_embeddings(1, 3)))
-    assert _tree(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("target", ["sibling", "outside"])
@@ -180,12 +155,12 @@ def test_a_hard_linked_last_chunk_is_not_written(tmp_path):
     store, _ = _filled_store(tmp_path)
     store.close()
     os.link(store.path / f"{LAST}.bits", tmp_path / "backup.bits")
-    before = _without_lock(_tree(tmp_path))
+    before = _without_lock(snapshot(tmp_path))
     reopened = CorpusStore.open(store.path)  # reading is fine
     assert len(reopened) == ROWS
     with pytest.raises(StoreCorruptedError, match="2 hard links"):
         reopened.append(_embeddings(1, 3))
-    assert _without_lock(_tree(tmp_path)) == before
+    assert _without_lock(snapshot(tmp_path)) == before
 
 
 def test_a_symlinked_chunks_folder_is_refused(tmp_path):
@@ -206,12 +181,12 @@ def test_an_append_refuses_a_manifest_with_fewer_rows_than_its_last_chunk_holds(
     body["chunks"][-1]["rows"] -= 1
     body["rows"] -= 1
     _write_manifest(store.path, body)  # a manifest that proves itself, lying about the rows
-    before = _without_lock(_tree(tmp_path))
+    before = _without_lock(snapshot(tmp_path))
     reopened = CorpusStore.open(store.path)
     assert len(reopened) == ROWS - 1
     with pytest.raises(StoreCorruptedError, match="000004.bits fails its checksum"):
         reopened.append(_embeddings(1, 3))
-    assert _without_lock(_tree(tmp_path)) == before
+    assert _without_lock(snapshot(tmp_path)) == before
     with pytest.raises(StoreCorruptedError, match="checksum"):
         reopened.verify()
 
@@ -234,12 +209,12 @@ def test_a_format_1_manifest_cannot_prove_unlisted_chunks_are_leftovers(tmp_path
     del body["json_crc32"]
     body.update(rows=4 * CHUNK_ROWS, format_version=1)
     (store.path / "manifest.json").write_text(json.dumps(body))  # 0.1 had no checksum
-    before = _without_lock(_tree(tmp_path))
+    before = _without_lock(snapshot(tmp_path))
     reopened = CorpusStore.open(store.path)
     assert len(reopened) == 4 * CHUNK_ROWS
     with pytest.raises(StoreCorruptedError, match="000004.bits, 000004.codes, which the format-1"):
         reopened.append(_embeddings(1, 3))
-    assert _without_lock(_tree(tmp_path)) == before
+    assert _without_lock(snapshot(tmp_path)) == before
 
 
 def test_an_append_refuses_to_cut_a_last_chunk_that_fails_its_crc(tmp_path):
@@ -249,10 +224,10 @@ def test_an_append_refuses_to_cut_a_last_chunk_that_fails_its_crc(tmp_path):
     data = bytearray(codes.read_bytes())
     data[3] ^= 0x10
     codes.write_bytes(bytes(data) + b"\x07" * 50)  # damaged, with bytes to cut after it
-    before = _without_lock(_tree(tmp_path))
+    before = _without_lock(snapshot(tmp_path))
     with pytest.raises(StoreCorruptedError, match="000004.codes fails its checksum"):
         CorpusStore.open(store.path).append(_embeddings(1, 3))
-    assert _without_lock(_tree(tmp_path)) == before
+    assert _without_lock(snapshot(tmp_path)) == before
 
 
 def test_a_format_1_store_opens_appends_and_is_written_as_format_2(tmp_path):
@@ -613,12 +588,12 @@ def test_a_stranger_in_chunks_stops_an_append_before_anything_changes(tmp_path, 
     with open(store.path / f"{LAST}.codes", "ab") as handle:  # a leftover it could cut
         handle.write(b"\x01" * 30)
     make(store.path / "chunks" / name)
-    before = _without_lock(_tree(tmp_path))
+    before = _without_lock(snapshot(tmp_path))
     reopened = CorpusStore.open(store.path)  # readers ignore it
     assert len(reopened) == ROWS
     with pytest.raises(StoreCorruptedError, match=f"{name} is .*move it away"):
         reopened.append(_embeddings(1, 3))
-    assert _without_lock(_tree(tmp_path)) == before
+    assert _without_lock(snapshot(tmp_path)) == before
 
 
 def test_a_chunk_deleted_while_a_writer_is_open_stops_its_next_append(tmp_path):
@@ -699,7 +674,7 @@ def test_a_full_disk_while_writing_the_manifest_or_calibration_names_the_file(tm
     import fastquant.store.safe_files as safe_files
 
     store = _empty_store(tmp_path / "store", ranges=None)  # the first append writes the ranges
-    before = _without_lock(_tree(tmp_path))
+    before = _without_lock(snapshot(tmp_path))
     real_create = safe_files._create_new
 
     def on_a_full_disk(temp: Path) -> int:
@@ -716,7 +691,7 @@ def test_a_full_disk_while_writing_the_manifest_or_calibration_names_the_file(tm
             StoreWriteError, match=f"No space left on device \\(writing .*/{file}\\)"
         ):
             store.append(_embeddings(1, 5))
-    after = _without_lock(_tree(tmp_path))
+    after = _without_lock(snapshot(tmp_path))
     assert not [name for name in after if ".tmp-" in name]  # the temp file was removed
     assert after.keys() - {"store/calibration.npy"} == before.keys()
     store.append(_embeddings(1, 5))
@@ -776,3 +751,11 @@ def test_a_writer_reads_no_chunk_bytes_unless_it_has_something_to_cut(tmp_path):
         writer.append(_embeddings(3, 1))  # proven once per writer
     assert proofs == ["000004.codes"]
     assert len(CorpusStore.open(store.path)) == ROWS + 5
+
+
+def test_the_documented_manifest_proves_itself(tmp_path):
+    doc = (Path(__file__).parents[1] / "docs" / "store_format.md").read_text()
+    example = doc.split("```json\n", 1)[1].split("\n```", 1)[0]
+    file = tmp_path / "manifest.json"
+    file.write_text(example)
+    assert unseal(file, read_json(file))["format_version"] == 2
