@@ -34,6 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "fuzz_store.json"
+RECORD_FIELDS = ["target", "kind", "hot", "seed", "outcome", "append", "seconds", "description"]
 sys.path.insert(0, str(HERE.parent / "tests"))  # the fuzzer lives with the tests that use it
 
 import store_fuzz  # noqa: E402
@@ -126,6 +127,9 @@ def main() -> int:
         for name, value in result["costs"].items():
             print(f"  {name}: {value}")
     result["command"] = " ".join(["python", "benchmarks/fuzz_store.py", *sys.argv[1:]])
+    result["tables"] = {by: store_fuzz.table(result["records"], by) for by in ("kind", "target")}
+    result["record_fields"] = RECORD_FIELDS  # every case in one row; bad ones in full in "bad"
+    result["records"] = [[record[key] for key in RECORD_FIELDS] for record in result["records"]]
     result["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -107,7 +107,8 @@ class CorpusStore:
         self.path = path
         self.bits_in_memory = bits_in_memory
         self._lock: WriterLock | None = None
-        #: The manifest whose last chunk this writer proved intact (or committed itself).
+        #: The manifest this writer checked the files against (or committed): bytes past it
+        #: appeared under its lock, so they are its own and need no proof to be cut.
         self._proven: Manifest | None = None
         self._append_lock = threading.Lock()
         self._snapshot = self._load(read_manifest(path), None)
