@@ -46,9 +46,9 @@ _TEMP_NAME = re.compile(rf"^\.({re.escape(MANIFEST_NAME)}|{re.escape(CALIBRATION
 def discard_leftovers(path: Path, manifest: Manifest, *, proven: bool) -> None:
     """Cut the store at ``path`` back to ``manifest``'s committed state, proving first (see above).
 
-    ``proven`` says this writer already checked the last chunk's CRC for this very manifest
-    (it holds the lock, so nobody else wrote since). Raises :class:`StoreCorruptedError`, with
-    nothing changed, when anything is not provably a leftover.
+    ``proven`` says this writer already checked the files against this very manifest and has
+    held the lock since, so bytes past it are its own and need no proof. Raises
+    :class:`StoreCorruptedError`, with nothing changed, when anything is not provably a leftover.
     """
     chunk_dir = path / CHUNK_DIR
     try:
