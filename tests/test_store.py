@@ -30,6 +30,7 @@ from fastquant import (
     quantize_embeddings,
 )
 from naive import naive_hamming_topk
+from store_fuzz import reseal
 
 DIM = 20
 CHUNK_ROWS = 7
@@ -493,11 +494,16 @@ def test_open_reports_a_garbage_manifest(tmp_path, garbage):
         CorpusStore.open(store.path)
 
 
+def _write_manifest(path: Path, body: dict) -> None:
+    """Write ``body`` as the manifest with a matching ``json_crc32`` (as documented), so that
+    the check that follows is the one a test is about, not the checksum."""
+    (path / "manifest.json").write_text(json.dumps(reseal(body)))
+
+
 def _edit_manifest(path: Path, **changes) -> None:
-    file = path / "manifest.json"
-    body = json.loads(file.read_text())
+    body = json.loads((path / "manifest.json").read_text())
     body.update(changes)
-    file.write_text(json.dumps(body))
+    _write_manifest(path, body)
 
 
 def test_open_reports_a_manifest_whose_row_count_disagrees(tmp_path):
@@ -901,7 +907,7 @@ def test_open_rejects_a_manifest_with_a_fractional_row_count(tmp_path):
     store, _ = _filled_store(tmp_path)
     manifest = json.loads((store.path / "manifest.json").read_text())
     manifest["chunks"][-1]["rows"] -= 0.5
-    (store.path / "manifest.json").write_text(json.dumps(manifest))
+    _write_manifest(store.path, manifest)
     with pytest.raises(StoreCorruptedError, match="rows"):
         CorpusStore.open(store.path)
 

@@ -85,9 +85,14 @@ def open_shard(path: str) -> CorpusStore:
 
 
 def _snapshot(index: int, path: str) -> Snapshot:
-    """The committed state of shard ``index`` at ``path`` this call works on, start to end."""
+    """The committed state of shard ``index`` at ``path`` this call works on, start to end.
+
+    Its chunk files are checked to be the ones mapped, at their committed sizes.
+    """
     with naming_shard(index, path):
-        return open_shard(path).snapshot
+        snapshot = open_shard(path).snapshot
+        snapshot.require_intact()
+        return snapshot
 
 
 def scan_shard(

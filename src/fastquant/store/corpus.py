@@ -11,14 +11,14 @@ Layout (every path relative to the store directory; see ``docs/store_format.md``
 Chunks hold ``chunk_rows`` rows each, the last one up to that. Rows are only ever added: an
 append writes past the committed end of the last chunk (and into new chunks), flushes, and then
 commits by replacing the manifest atomically. Readers see the rows of the manifest they loaded;
-bytes beyond it are invisible and are cut off by the next writer.
+bytes beyond it are invisible and are cut off by the next writer once it has proven them
+leftovers (``leftovers.py``). No file is followed through a symlink or read unless it is a
+regular file (``safe_files.py``).
 """
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
 import threading
 import zlib
 from dataclasses import dataclass
@@ -31,20 +31,28 @@ import numpy as np
 from .. import _engine, validation
 from ..backends import BACKEND_NAMES
 from ..quantize import Calibration, quantize_checked
+from .building import building_directory
+from .calibration_file import read_calibration, write_calibration
 from .errors import StoreCorruptedError, StoreError, StoreWriteError
-from .files import file_crc32, map_rows, write_at
+from .files import map_rows, open_committed, write_at
+from .leftovers import discard_leftovers
 from .lock import WriterLock
 from .manifest import (
-    CALIBRATION_NAME,
     CHUNK_DIR,
     ChunkRecord,
     Manifest,
     bits_file,
     codes_file,
-    fsync_directory,
     read_manifest,
-    write_file_atomically,
     write_manifest,
+)
+from .safe_files import (
+    SAFE_OPEN_FLAGS,
+    CommittedFile,
+    fsync_directory,
+    require_crc32,
+    require_directory,
+    require_single_link,
 )
 
 #: Rows per chunk file unless ``create`` is told otherwise: 1,048,576 rows of 1024-d are 128 MiB
@@ -67,10 +75,23 @@ class Snapshot:
 
     manifest: Manifest
     corpus: _engine.ChunkedCorpus
+    #: The chunk files as they were opened: ``(bits, codes)`` per chunk.
+    files: tuple[tuple[CommittedFile, CommittedFile], ...] = ()
 
     @property
     def calibration(self) -> Calibration | None:
         return self.corpus.calibration
+
+    def require_intact(self) -> None:
+        """Raise :class:`~fastquant.store.StoreCorruptedError` if a chunk file was replaced or cut.
+
+        One ``lstat`` per file; a search calls it before reading, so that a store damaged under
+        it is an error rather than a SIGBUS. A file cut during the scan itself is not caught
+        (see ``docs/store_format.md``).
+        """
+        for chunk_files in self.files:
+            for file in chunk_files:
+                file.require_unchanged()
 
 
 class CorpusStore:
@@ -86,6 +107,9 @@ class CorpusStore:
         self.path = path
         self.bits_in_memory = bits_in_memory
         self._lock: WriterLock | None = None
+        #: The manifest this writer checked the files against (or committed): bytes past it
+        #: appeared under its lock, so they are its own and need no proof to be cut.
+        self._proven: Manifest | None = None
         self._append_lock = threading.Lock()
         self._snapshot = self._load(read_manifest(path), None)
 
@@ -108,7 +132,9 @@ class CorpusStore:
         The int8 ranges come from ``ranges (2, dim)``, else from ``calibration_embeddings (m, dim)``,
         else from the first ``append`` (which then needs at least two rows); ``calibration_source``
         overrides how :attr:`calibration_source` describes them. The directory appears
-        complete or not at all: it is built under a temporary name and renamed into place.
+        complete or not at all: it is built under a temporary name and renamed into place, so of
+        several processes creating one store at once, one succeeds and the others get
+        ``FileExistsError``. Build folders of dead processes are removed.
         """
         path = Path(path)
         dim = validation.positive_int("dim", dim)
@@ -128,17 +154,15 @@ class CorpusStore:
             raise FileExistsError(
                 f"cannot create a store at {path}: it exists and is not an empty directory"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        building = path.with_name(f".{path.name}.creating-{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
-        (building / CHUNK_DIR).mkdir(parents=True)
-        manifest = Manifest(dim=dim, chunk_rows=chunk_rows)
-        if calibration is not None:
-            crc = _write_calibration(building, calibration)
-            manifest = manifest.with_chunks((), calibration_crc32=crc, calibration_source=source)
-        write_manifest(building, manifest)
-        os.rename(building, path)
-        fsync_directory(path.parent)
+        with building_directory(path) as building:
+            (building / CHUNK_DIR).mkdir()
+            manifest = Manifest(dim=dim, chunk_rows=chunk_rows)
+            if calibration is not None:
+                crc = write_calibration(building, calibration)
+                manifest = manifest.with_chunks(
+                    (), calibration_crc32=crc, calibration_source=source
+                )
+            write_manifest(building, manifest)
         return cls(path, bits_in_memory=bits_in_memory)
 
     @classmethod
@@ -153,20 +177,27 @@ class CorpusStore:
         return cls(Path(path), bits_in_memory=bits_in_memory)
 
     def _load(self, manifest: Manifest, previous: Snapshot | None) -> Snapshot:
-        """Map ``manifest``'s chunks, reusing ``previous``'s maps of chunks that did not change."""
-        calibration = previous.calibration if previous is not None else None
-        if manifest.calibration_crc32 is not None and (
-            previous is None or previous.manifest.calibration_crc32 != manifest.calibration_crc32
-        ):
-            calibration = _read_calibration(self.path, manifest)
-        kept = previous.corpus if previous is not None else None
-        bits, codes = [], []
+        """Map ``manifest``'s chunks and check them as ``open`` does.
+
+        Maps of ``previous`` are reused only for chunks whose record and file did not change.
+        """
+        calibration = _calibration_for(self.path, manifest, previous)
+        reusable = previous is not None and (
+            (previous.manifest.dim, previous.manifest.chunk_rows)
+            == (manifest.dim, manifest.chunk_rows)
+        )
+        kept = previous if reusable else None
+        if manifest.chunks:
+            _require_chunk_dir(self.path / CHUNK_DIR)
+        bits, codes, files = [], [], []
         for i, chunk in enumerate(manifest.chunks):
-            if kept is not None and i < len(kept.bits) and previous.manifest.chunks[i] == chunk:
-                bits.append(kept.bits[i])
-                codes.append(kept.codes[i])
+            old = kept is not None and i < len(kept.files)
+            if old and kept.manifest.chunks[i] == chunk and not _changed(kept.files[i]):
+                bits.append(kept.corpus.bits[i])
+                codes.append(kept.corpus.codes[i])
+                files.append(kept.files[i])
                 continue
-            bit_rows = map_rows(
+            bit_rows, bits_on_disk = map_rows(
                 self.path / bits_file(i),
                 chunk.rows,
                 manifest.bits_width,
@@ -174,22 +205,27 @@ class CorpusStore:
                 random_access=False,
             )
             if self.bits_in_memory:
-                grown = kept.bits[i] if kept is not None and i < len(kept.bits) else None
+                grown = None  # rows copied earlier, if they come from this very file
+                if old and kept.files[i][0].same_file(bits_on_disk):
+                    grown = kept.corpus.bits[i]
                 bit_rows = _copy_in_memory(bit_rows, grown, manifest.chunk_rows)
-            bits.append(bit_rows)
-            codes.append(
-                map_rows(
-                    self.path / codes_file(i), chunk.rows, manifest.dim, np.int8, random_access=True
-                )
+            code_rows, codes_on_disk = map_rows(
+                self.path / codes_file(i), chunk.rows, manifest.dim, np.int8, random_access=True
             )
+            bits.append(bit_rows)
+            codes.append(code_rows)
+            files.append((bits_on_disk, codes_on_disk))
         offsets = np.cumsum([0] + [chunk.rows for chunk in manifest.chunks], dtype=np.int64)
         corpus = _engine.ChunkedCorpus(
             manifest.dim, tuple(bits), tuple(codes), offsets, calibration
         )
-        return Snapshot(manifest, corpus)
+        return Snapshot(manifest, corpus, tuple(files))
 
     def refresh(self) -> int:
-        """Move to the latest committed state (rows appended by other processes); returns ``len(self)``."""
+        """Move to the latest committed state (rows appended by other processes); returns ``len(self)``.
+
+        Checks what :meth:`open` checks; on an error the store keeps its current snapshot.
+        """
         self._snapshot = self._load(read_manifest(self.path), self._snapshot)
         return len(self)
 
@@ -198,6 +234,7 @@ class CorpusStore:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        self._proven = None
 
     def __enter__(self) -> CorpusStore:
         return self
@@ -263,11 +300,13 @@ class CorpusStore:
             # Committed state comes from disk, never from memory: a snapshot can be stale after an
             # interrupted append, and rows are written right after the last committed one.
             before = read_manifest(self.path)
+            self._discard_leftovers(before)
             self._snapshot = self._load(before, self._snapshot)
             try:
                 written = self._commit(before, batch)
             except OSError as error:
                 self._after_failed_commit(batch.shape[0], before, error)
+            self._proven = written
             self._snapshot = self._load(written, self._snapshot)
         return np.arange(before.rows, before.rows + batch.shape[0], dtype=np.int64)
 
@@ -282,7 +321,7 @@ class CorpusStore:
             calibration = Calibration.from_embeddings(batch)
             manifest = manifest.with_chunks(
                 manifest.chunks,
-                calibration_crc32=_write_calibration(self.path, calibration),
+                calibration_crc32=write_calibration(self.path, calibration),
                 calibration_source=f"first append ({batch.shape[0]} rows)",
             )
         manifest = manifest.with_chunks(_append_rows(self.path, manifest, calibration, batch))
@@ -301,8 +340,8 @@ class CorpusStore:
                 f"appending {rows} rows to {self.path} was committed, but flushing the directory "
                 f"failed, so the rows may not survive a power loss: {error}"
             ) from error
-        try:  # we hold the lock: give back the space the failed batch took
-            _discard_uncommitted(self.path, before)
+        try:  # we hold the lock and proved ``before``: give back the space the failed batch took
+            discard_leftovers(self.path, before, proven=True)
         except OSError:
             pass
         raise StoreWriteError(
@@ -325,10 +364,15 @@ class CorpusStore:
             return
         self._lock = WriterLock(self.path)
         try:
-            _discard_uncommitted(self.path, read_manifest(self.path))
+            self._discard_leftovers(read_manifest(self.path))
         except BaseException:
             self.close()
             raise
+
+    def _discard_leftovers(self, manifest: Manifest) -> None:
+        """Cut what an interrupted append left past ``manifest`` (proving it first, once per state)."""
+        discard_leftovers(self.path, manifest, proven=manifest == self._proven)
+        self._proven = manifest
 
     # -- integrity ---------------------------------------------------------------------------
 
@@ -340,21 +384,20 @@ class CorpusStore:
         manifest = read_manifest(self.path)
         checked = 0
         if manifest.calibration_crc32 is not None:
-            _read_calibration(self.path, manifest)
+            read_calibration(self.path, manifest)
+        if manifest.chunks:
+            _require_chunk_dir(self.path / CHUNK_DIR)
         for i, chunk in enumerate(manifest.chunks):
             for name, width, expected in (
                 (bits_file(i), manifest.bits_width, chunk.bits_crc32),
                 (codes_file(i), manifest.dim, chunk.codes_crc32),
             ):
                 file, size = self.path / name, chunk.rows * width
-                if not file.exists():
-                    raise StoreCorruptedError(
-                        f"{file} is missing: the manifest lists {chunk.rows} rows in it"
-                    )
-                if file_crc32(file, size) != expected:
-                    raise StoreCorruptedError(
-                        f"{file} fails its checksum: its committed bytes were changed"
-                    )
+                fd = open_committed(file, size, chunk.rows)
+                try:
+                    require_crc32(fd, size, expected, file)
+                finally:
+                    os.close(fd)
                 checked += size
         return checked
 
@@ -388,12 +431,17 @@ class CorpusStore:
         Returns:
             ``scores (q, k') float32`` descending and ``ids (q, k') int64``, ``k' = min(k, len(self))``;
             equal scores are ordered by ascending id. The answer does not depend on the chunk size.
+
+        Raises :class:`~fastquant.store.StoreCorruptedError` if a chunk file was replaced or cut
+        short since it was opened.
         """
-        corpus = self._snapshot.corpus
-        queries = self._queries(query_f32, rescore == "bits")
+        snapshot = self._snapshot
+        corpus = snapshot.corpus
+        queries = _queries(snapshot, query_f32, rescore == "bits")
         k = validation.positive_int("k", k)
         rescore = validation.choice("rescore", rescore, _engine.RESCORE_MODES)
         multiplier = validation.positive_int("rescore_multiplier", rescore_multiplier)
+        snapshot.require_intact()
         return _engine.search(
             corpus,
             queries,
@@ -410,21 +458,51 @@ class CorpusStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exhaustive int8 search: every row's dequantized dot product with each query, no binary filter.
 
-        Reads every int8 code, 8x the bytes of the binary scan; returns as :meth:`search`.
+        Reads every int8 code, 8x the bytes of the binary scan; returns (and raises) as :meth:`search`.
         """
-        corpus = self._snapshot.corpus
-        queries = self._queries(query_f32, False)
+        snapshot = self._snapshot
+        corpus = snapshot.corpus
+        queries = _queries(snapshot, query_f32, False)
         k = validation.positive_int("k", k)
         threads = validation.thread_count(threads)
         if corpus.rows == 0:
             return _engine.no_results(queries.shape[0])
+        snapshot.require_intact()
         return _engine.exact_int8(corpus, queries, k, threads)
 
-    def _queries(self, query_f32: Any, bits_only: bool) -> np.ndarray:
-        """Validated ``(q, dim) float32`` queries whose scores cannot overflow float32."""
-        calibration = self._snapshot.corpus.calibration
-        bound = None if bits_only or calibration is None else validation.int8_bound(calibration)
-        return validation.as_queries(query_f32, self.dim, bound=bound)
+
+def _queries(snapshot: Snapshot, query_f32: Any, bits_only: bool) -> np.ndarray:
+    """Validated ``(q, dim) float32`` queries whose scores cannot overflow float32."""
+    calibration = snapshot.corpus.calibration
+    bound = None if bits_only or calibration is None else validation.int8_bound(calibration)
+    return validation.as_queries(query_f32, snapshot.manifest.dim, bound=bound)
+
+
+def _calibration_for(
+    path: Path, manifest: Manifest, previous: Snapshot | None
+) -> Calibration | None:
+    """``manifest``'s int8 ranges: ``previous``'s if it read the same file for the same ``dim``."""
+    if manifest.calibration_crc32 is None:
+        return None
+    if (
+        previous is not None
+        and previous.calibration is not None
+        and previous.manifest.calibration_crc32 == manifest.calibration_crc32
+        and previous.calibration.dim == manifest.dim
+    ):
+        return previous.calibration
+    return read_calibration(path, manifest)
+
+
+def _require_chunk_dir(path: Path) -> None:
+    try:
+        require_directory(path)
+    except FileNotFoundError:
+        raise StoreCorruptedError(f"{path} is missing: the manifest lists chunks") from None
+
+
+def _changed(files: tuple[CommittedFile, ...]) -> bool:
+    return any(file.problem() is not None for file in files)
 
 
 def _copy_in_memory(mapped: np.ndarray, previous: np.ndarray | None, capacity: int) -> np.ndarray:
@@ -445,61 +523,14 @@ def _copy_in_memory(mapped: np.ndarray, previous: np.ndarray | None, capacity: i
     return buffer[:rows]
 
 
-def _write_calibration(path: Path, calibration: Calibration) -> int:
-    """Write ``calibration.npy`` atomically; returns its CRC-32 for the manifest."""
-    data = _npy_bytes(calibration.ranges)
-    write_file_atomically(path / CALIBRATION_NAME, data)
-    return zlib.crc32(data)
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def _read_calibration(path: Path, manifest: Manifest) -> Calibration:
-    file = path / CALIBRATION_NAME
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise StoreCorruptedError(f"{file} is missing: the manifest records int8 ranges") from None
-    if zlib.crc32(data) != manifest.calibration_crc32:
-        raise StoreCorruptedError(
-            f"{file} fails its checksum: the int8 ranges were changed or truncated"
-        )
-    try:
-        calibration = Calibration.load(io.BytesIO(data))  # the bytes checked, not a second read
-    except ValueError as error:
-        raise StoreCorruptedError(f"{file} is not valid: {error}") from error
-    if calibration.dim != manifest.dim:
-        raise StoreCorruptedError(
-            f"{file} has dimension {calibration.dim}, the manifest {manifest.dim}"
-        )
-    return calibration
-
-
-def _discard_uncommitted(path: Path, manifest: Manifest) -> None:
-    """Cut chunk files back to their committed bytes and delete chunks no manifest lists."""
-    listed = set()
-    for i, chunk in enumerate(manifest.chunks):
-        for name, width in ((bits_file(i), manifest.bits_width), (codes_file(i), manifest.dim)):
-            listed.add(name)
-            file, size = path / name, chunk.rows * width
-            if file.stat().st_size > size:
-                os.truncate(file, size)
-    (path / CHUNK_DIR).mkdir(exist_ok=True)
-    for file in (path / CHUNK_DIR).iterdir():
-        if f"{CHUNK_DIR}/{file.name}" not in listed:
-            file.unlink()
-    for temp in path.glob(".*.tmp-*"):
-        temp.unlink()
-
-
 def _append_rows(
     path: Path, manifest: Manifest, calibration: Calibration, batch: np.ndarray
 ) -> tuple[ChunkRecord, ...]:
-    """Write ``batch (m, dim)`` after the committed rows, flush it, and return the new chunk list."""
+    """Write ``batch (m, dim)`` after the committed rows, flush it, and return the new chunk list.
+
+    The last chunk is written only if it holds exactly its committed bytes (the leftovers were
+    cut) and has no other links; new chunk files must not exist yet.
+    """
     chunks = list(manifest.chunks)
     width_bits, dim, chunk_rows = manifest.bits_width, manifest.dim, manifest.chunk_rows
     done, created = 0, False
@@ -513,8 +544,8 @@ def _append_rows(
         names = (bits_file(index), codes_file(index))
         fds: list[int] = []
         try:
-            for name in names:
-                fds.append(os.open(path / name, os.O_WRONLY | os.O_CREAT, 0o644))
+            for name, width in zip(names, (width_bits, dim)):
+                fds.append(_open_for_append(path / name, chunk.rows, width))
             for lo in range(done, done + take, APPEND_SLICE_ROWS):
                 rows = batch[lo : min(lo + APPEND_SLICE_ROWS, done + take)]
                 at = chunk.rows + lo - done
@@ -525,6 +556,8 @@ def _append_rows(
                 bits_crc, codes_crc = zlib.crc32(bits, bits_crc), zlib.crc32(codes, codes_crc)
             for fd in fds:
                 os.fsync(fd)
+        except StoreError:
+            raise
         except OSError as error:
             raise OSError(
                 error.errno, f"{error.strerror} (writing {' and '.join(names)})"
@@ -537,3 +570,26 @@ def _append_rows(
     if created:
         fsync_directory(path / CHUNK_DIR)
     return tuple(chunks)
+
+
+def _open_for_append(file: Path, rows: int, width: int) -> int:
+    """``file`` opened to write rows after its ``rows`` committed ones (``width`` bytes each)."""
+    if rows == 0:
+        try:
+            return os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | SAFE_OPEN_FLAGS, 0o644)
+        except FileExistsError:
+            raise StoreCorruptedError(
+                f"{file} appeared during an append: no other process may write to the store"
+            ) from None
+    fd = open_committed(file, rows * width, rows, os.O_WRONLY)
+    try:
+        require_single_link(fd, file)
+        size = os.fstat(fd).st_size
+        if size != rows * width:
+            raise StoreCorruptedError(
+                f"{file} changed during an append: {size:,} bytes, {rows * width:,} committed"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,26 +1,54 @@
-"""The store manifest: what a store holds, read and replaced atomically.
+"""The store manifest: what a store holds, checksummed, read and replaced atomically.
 
 ``manifest.json`` is the only file a reader trusts. It lists every chunk with its committed row
 count and the CRC-32 of those rows' bytes; chunk files may hold more bytes (left by an append
 that never committed), which nothing reads. An append writes and flushes its rows first and only
 then replaces the manifest: temp file, fsync, rename, fsync of the directory.
+
+Format 2 carries the manifest's own checksum (``json_crc32``, see :mod:`.checked_json`). Format 1
+(fastquant 0.1) has none; it is read as before and written as format 2 by the next commit.
+Every field is checked on reading: an unknown field, a field of the wrong type, a chunk path or
+``bits_width`` other than the ones the format defines are :class:`StoreCorruptedError`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from .checked_json import parse_json, seal, unseal
 from .errors import StoreCorruptedError, StoreNotFoundError, StoreVersionError
+from .safe_files import read_regular, write_file_atomically
 
 #: Format written by this version; stores of a higher version are refused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The first format, fastquant 0.1's: the same fields without ``json_crc32``.
+LEGACY_FORMAT_VERSION = 1
 FORMAT_NAME = "fastquant-corpus-store"
 MANIFEST_NAME = "manifest.json"
 CALIBRATION_NAME = "calibration.npy"
 CHUNK_DIR = "chunks"
+
+#: Largest manifest read: about 170 bytes per chunk, so 64 MiB is some 400,000 chunks.
+MAX_MANIFEST_BYTES = 64 << 20
+
+#: Counts and sizes beyond this are damage, not data (NumPy indexes with int64).
+_MAX_COUNT = (1 << 63) - 1
+
+#: Top-level fields of a format-1 manifest; format 2 adds ``json_crc32``.
+_FIELDS = {
+    "format",
+    "format_version",
+    "dim",
+    "bits_width",
+    "chunk_rows",
+    "rows",
+    "calibration_crc32",
+    "calibration_source",
+    "chunks",
+}
+_CHUNK_FIELDS = {"bits", "codes", "rows", "bits_crc32", "codes_crc32"}
 
 
 def bits_file(index: int) -> str:
@@ -44,7 +72,11 @@ class ChunkRecord:
 
 @dataclass(frozen=True)
 class Manifest:
-    """Everything needed to read a store; ``rows`` is the sum of the chunks' rows."""
+    """Everything needed to read a store; ``rows`` is the sum of the chunks' rows.
+
+    ``format_version`` is the format it was read in; a manifest is always written in
+    :data:`FORMAT_VERSION` (``with_chunks`` moves it there).
+    """
 
     dim: int
     chunk_rows: int
@@ -65,13 +97,20 @@ class Manifest:
         """Bytes per row of packed bits."""
         return (self.dim + 7) // 8
 
+    @property
+    def checksummed(self) -> bool:
+        """True when the manifest proved itself with its own checksum (format 2 on)."""
+        return self.format_version >= 2
+
     def with_chunks(self, chunks: tuple[ChunkRecord, ...], **changes) -> Manifest:
-        return replace(self, chunks=chunks, **changes)
+        """The next committed state: ``chunks`` (and ``changes``), in the current format."""
+        return replace(self, chunks=chunks, format_version=FORMAT_VERSION, **changes)
 
     def to_json(self) -> str:
+        """The text of ``manifest.json`` in the current format, ``json_crc32`` last."""
         body = {
             "format": self.format,
-            "format_version": self.format_version,
+            "format_version": FORMAT_VERSION,
             "dim": self.dim,
             "bits_width": self.bits_width,
             "chunk_rows": self.chunk_rows,
@@ -79,86 +118,136 @@ class Manifest:
             "calibration_crc32": self.calibration_crc32,
             "calibration_source": self.calibration_source,
             "chunks": [
-                {"bits": bits_file(i), "codes": codes_file(i), **asdict(chunk)}
+                {
+                    "bits": bits_file(i),
+                    "codes": codes_file(i),
+                    "rows": chunk.rows,
+                    "bits_crc32": chunk.bits_crc32,
+                    "codes_crc32": chunk.codes_crc32,
+                }
                 for i, chunk in enumerate(self.chunks)
             ],
         }
-        return json.dumps(body, indent=1) + "\n"
+        return seal(body).decode()
 
 
 def read_manifest(path: Path) -> Manifest:
-    """Parse ``path/manifest.json``; every problem is an error naming the file."""
+    """Parse and check ``path/manifest.json``; every problem is an error naming the file.
+
+    :class:`StoreNotFoundError` when ``path`` holds no store, :class:`StoreVersionError` for a
+    newer format, :class:`StoreCorruptedError` for anything else wrong with it.
+    """
     file = path / MANIFEST_NAME
+    if not path.is_dir():
+        if path.exists():
+            raise StoreNotFoundError(f"{path} is a file, not a fastquant store directory")
+        raise StoreNotFoundError(f"no fastquant store at {path}: the directory does not exist")
     try:
-        text = file.read_bytes().decode()
-    except UnicodeDecodeError as error:
-        raise StoreCorruptedError(f"{file} is corrupted: not UTF-8 text ({error})") from error
-    except IsADirectoryError:
-        raise StoreCorruptedError(f"{file} is a directory, not the store's manifest") from None
-    except NotADirectoryError:
-        raise StoreNotFoundError(f"{path} is a file, not a fastquant store directory") from None
+        data = read_regular(file, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
-        if path.is_dir():
-            raise StoreNotFoundError(
-                f"{path} is not a fastquant store: {MANIFEST_NAME} is missing"
-            ) from None
         raise StoreNotFoundError(
-            f"no fastquant store at {path}: the directory does not exist"
+            f"{path} is not a fastquant store: {MANIFEST_NAME} is missing"
         ) from None
+    body = parse_json(file, data)
     try:
-        body = json.loads(text)
-        if body.get("format") != FORMAT_NAME:
-            raise ValueError(f"format is {body.get('format')!r}, not {FORMAT_NAME!r}")
-        version = body["format_version"]
-        if not isinstance(version, int):
-            raise ValueError(f"format_version {version!r} is not an integer")
-        if version > FORMAT_VERSION:
-            raise StoreVersionError(
-                f"{path} was written in store format {version}; this fastquant reads formats up to "
-                f"{FORMAT_VERSION}: upgrade fastquant to open it"
-            )
-        chunks = tuple(
-            ChunkRecord(_integer(c, "rows"), _integer(c, "bits_crc32"), _integer(c, "codes_crc32"))
-            for c in body["chunks"]
-        )
-        manifest = Manifest(
-            dim=_integer(body, "dim"),
-            chunk_rows=_integer(body, "chunk_rows"),
-            chunks=chunks,
-            calibration_crc32=_integer(body, "calibration_crc32", nullable=True),
-            calibration_source=body["calibration_source"],
-            format_version=version,
-        )
-        _check_consistent(manifest, body)
-    except StoreVersionError:
+        return _parse(file, body)
+    except StoreCorruptedError:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise StoreCorruptedError(f"{file} is corrupted: {error}") from error
+
+
+def _parse(file: Path, body: Any) -> Manifest:
+    if not isinstance(body, dict):
+        raise ValueError(f"it holds {type(body).__name__}, not an object")
+    if body.get("format") != FORMAT_NAME:
+        raise ValueError(f"format is {body.get('format')!r}, not {FORMAT_NAME!r}")
+    version = _integer(body, "format_version", low=-_MAX_COUNT)
+    if version > FORMAT_VERSION:
+        raise StoreVersionError(
+            f"{file.parent} was written in store format {version}; this fastquant reads formats "
+            f"up to {FORMAT_VERSION}: upgrade fastquant to open it"
+        )
+    if version < LEGACY_FORMAT_VERSION:
+        raise ValueError(f"format_version {version} is not a store format")
+    if version >= 2:
+        body = unseal(file, body)
+    _require_fields(body, _FIELDS, "")
+    chunks = tuple(_chunk(i, record) for i, record in enumerate(_list(body, "chunks")))
+    source = body["calibration_source"]
+    if source is not None and not isinstance(source, str):
+        raise ValueError(f"calibration_source is {source!r}, not a string or null")
+    manifest = Manifest(
+        dim=_integer(body, "dim", low=1),
+        chunk_rows=_integer(body, "chunk_rows", low=1),
+        chunks=chunks,
+        calibration_crc32=_crc(body, "calibration_crc32", nullable=True),
+        calibration_source=source,
+        format_version=version,
+    )
+    _check_consistent(manifest, body)
     return manifest
 
 
-def _integer(record: dict, key: str, *, nullable: bool = False) -> int | None:
-    """``record[key]`` if it is a JSON integer (or null when ``nullable``), else ValueError."""
+def _require_fields(record: dict, expected: set[str], where: str) -> None:
+    missing, unknown = expected - record.keys(), record.keys() - expected
+    if missing:
+        raise ValueError(f"{where}field {sorted(missing)[0]!r} is missing")
+    if unknown:
+        raise ValueError(f"{where}field {sorted(unknown)[0]!r} is not part of the format")
+
+
+def _list(record: dict, key: str) -> list:
     value = record[key]
-    if value is None and nullable:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key} is {value!r}, not an integer")
+    if not isinstance(value, list):
+        raise ValueError(f"{key} is {type(value).__name__}, not a list")
     return value
 
 
+def _chunk(index: int, record: Any) -> ChunkRecord:
+    where = f"chunk {index}: "
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}{record!r} is not an object")
+    _require_fields(record, _CHUNK_FIELDS, where)
+    for key, expected in (("bits", bits_file(index)), ("codes", codes_file(index))):
+        if record[key] != expected:
+            raise ValueError(f"{where}{key} is {record[key]!r}; chunk {index} is {expected!r}")
+    return ChunkRecord(
+        _integer(record, "rows", low=1, where=where),
+        _crc(record, "bits_crc32", where=where),
+        _crc(record, "codes_crc32", where=where),
+    )
+
+
+def _integer(
+    record: dict, key: str, *, low: int = 0, high: int = _MAX_COUNT, where: str = ""
+) -> int:
+    """``record[key]`` if it is a JSON integer in ``[low, high]``, else ValueError."""
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}{key} is {value!r}, not an integer")
+    if not low <= value <= high:
+        raise ValueError(f"{where}{key} is {value}, outside [{low}, {high}]")
+    return value
+
+
+def _crc(record: dict, key: str, *, nullable: bool = False, where: str = "") -> int | None:
+    if nullable and record[key] is None:
+        return None
+    return _integer(record, key, high=0xFFFFFFFF, where=where)
+
+
 def _check_consistent(manifest: Manifest, body: dict) -> None:
-    if manifest.dim < 1 or manifest.chunk_rows < 1:
+    if body["bits_width"] != manifest.bits_width:
         raise ValueError(
-            f"dim {manifest.dim} and chunk_rows {manifest.chunk_rows} must be positive"
+            f"bits_width is {body['bits_width']!r}; {manifest.dim} dimensions take "
+            f"{manifest.bits_width} bytes"
         )
     if body["rows"] != manifest.rows:
-        raise ValueError(f"rows {body['rows']} != {manifest.rows}, the sum of its chunks' rows")
+        raise ValueError(f"rows {body['rows']!r} != {manifest.rows}, the sum of its chunks' rows")
     for i, chunk in enumerate(manifest.chunks):
         last = i == len(manifest.chunks) - 1
-        if not (0 < chunk.rows <= manifest.chunk_rows) or (
-            not last and chunk.rows != manifest.chunk_rows
-        ):
+        if chunk.rows > manifest.chunk_rows or (not last and chunk.rows != manifest.chunk_rows):
             raise ValueError(
                 f"chunk {i} has {chunk.rows} rows; chunks hold {manifest.chunk_rows} (the last 1 to that)"
             )
@@ -167,25 +256,5 @@ def _check_consistent(manifest: Manifest, body: dict) -> None:
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
-    """Replace ``path/manifest.json`` atomically and durably."""
+    """Replace ``path/manifest.json`` atomically and durably, in the current format."""
     write_file_atomically(path / MANIFEST_NAME, manifest.to_json().encode())
-
-
-def write_file_atomically(file: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file, fsync it, rename it over ``file`` and fsync the directory."""
-    temp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, file)
-    fsync_directory(file.parent)
-
-
-def fsync_directory(path: Path) -> None:
-    """Make renames and new files in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
