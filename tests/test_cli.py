@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
+
 import pytest
 
+from early_interrupts import ENTRIES, interrupt, write_input
 from fastquant.cli import main
 
 SMALL = ["bench", "--rows", "3000", "--bits", "72", "--batch", "5", "-k", "7", "--repeats", "1"]
@@ -67,3 +72,67 @@ def test_defaults_and_choices_come_from_the_modules_that_own_them(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "s", "q", "--backend", "annoy"])
     assert ", ".join(map(repr, BACKEND_NAMES)) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--port", "99999"], "--port must be a TCP port from 1 to 65535, got 99999"),
+        (["serve", "--port", "-1"], "--port must be a TCP port from 1 to 65535, got -1"),
+        (["bench", "--repeats", "0"], "--repeats must be positive, got 0"),
+        (["bench", "--rows", "-1"], "--rows must be positive, got -1"),
+        (["bench", "--rows", "0"], "--rows must be positive, got 0"),
+        (["bench", "--batch", "0"], "--batch must be positive, got 0"),
+        (["bench", "-k", "0"], "-k must be positive, got 0"),
+        (["bench", "--threads", "0"], "--threads must be positive, got 0"),
+        (["search", "s", "q", "--rescore-multiplier", "0"], "--rescore-multiplier must be"),
+        (["index", "in.csv", "--store", "s", "--batch-size", "0"], "--batch-size must be positive"),
+        (["index", "in.csv", "--store", "s", "--calibration-rows", "-5"], "--calibration-rows"),
+        (["demo", "-k", "-3"], "-k must be positive, got -3"),
+    ],
+)
+def test_integer_options_are_checked_before_anything_runs(capsys, argv, message):
+    """Issue 17: an OverflowError traceback, ``nan`` q/s, "negative dimensions are not allowed"."""
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == f"fastquant: error: {message}" + err[len("fastquant: error: ") + len(message) :]
+    assert err.count("\n") == 1
+
+
+def test_every_integer_option_has_a_rule():
+    from fastquant.cli import INTEGER_OPTIONS, build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    integer_options = {
+        action.dest
+        for command in commands.choices.values()
+        for action in command._actions
+        if action.type is int
+    }
+    assert integer_options == set(INTEGER_OPTIONS)
+
+
+def test_importing_fastquant_loads_nothing_heavy():
+    """The command's entry must be reached before NumPy and Numba load (Ctrl-C handling)."""
+    code = (
+        "import sys, fastquant, fastquant.__main__\n"
+        "heavy = {'numpy', 'numba', 'pyarrow'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert fastquant.CorpusStore.__name__ == 'CorpusStore' and 'numba' in sys.modules\n"
+        "assert fastquant.store.CorpusStore is fastquant.CorpusStore\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("entry", list(ENTRIES))
+def test_ctrl_c_while_fastquant_loads_exits_130_without_a_traceback(tmp_path, entry):
+    """Issue 17: a traceback and exit status -2 instead of 130 (``tests/early_interrupts.py``
+    measures this at random times)."""
+    input_file = write_input(tmp_path)
+    outcomes = [
+        interrupt(entry, delay, input_file, tmp_path / f"store-{i}")
+        for i, delay in enumerate((0.15, 0.35, 0.6, 0.9))
+    ]
+    assert [outcome for outcome, _ in outcomes] == ["130"] * 4, outcomes

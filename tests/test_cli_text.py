@@ -216,6 +216,9 @@ def test_verify_checks_the_records_and_their_description(tmp_path, medicines_csv
     for part in (store / "records").iterdir():
         part.unlink()
     (store / "records").rmdir()
+    assert main(["verify", str(store)]) == 1  # issue 17: "ok: 400 rows" while search failed
+    assert "records/index.json is missing, but" in capsys.readouterr().err
+    (store / "text_index.json").unlink()
     assert main(["verify", str(store)]) == 0  # a store of embeddings only: nothing to check
 
 

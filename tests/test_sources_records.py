@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -13,6 +14,7 @@ from fastquant.records import RecordLog
 from fastquant.sources import InputError, TextRecipe, TextSource
 from fastquant.store import StoreCorruptedError
 from fastquant.text_store import IndexDescription, TextStore
+from store_fuzz import reseal
 
 ROWS = [
     {"name": f"item {i}", "uses": f"use {i % 7}", "note": None if i % 5 == 0 else f"n{i}"}
@@ -100,15 +102,21 @@ def test_records_write_get_truncate_verify(tmp_path):
     assert log.verify() > 0
     reopened = RecordLog(tmp_path)
     assert len(reopened) == 9 and reopened.get([5]) == [{"id": 5, "text": "t5"}]
-    reopened.truncate(6)  # cuts the last part in two
-    assert len(reopened) == 6 and len(RecordLog(tmp_path)) == 6
-    assert [r["id"] for r in RecordLog(tmp_path).get(range(6))] == list(range(6))
-    with pytest.raises(IndexError, match="record 6 does not exist"):
-        reopened.get([6])
-    with pytest.raises(ValueError, match="in order: next is 6, got 7"):
+    # A file is one commit: the store's rows end on a file boundary, one commit ahead at most.
+    with pytest.raises(StoreCorruptedError, match="holds records 4 to 8, the rows of one commit"):
+        reopened.truncate(6)
+    with pytest.raises(StoreCorruptedError, match="2 commits of records past the store's 3 rows"):
+        reopened.truncate(3)
+    assert len(RecordLog(tmp_path)) == 9  # nothing was cut
+    assert reopened.truncate(4) == 5  # the last commit, which the store never committed
+    assert len(reopened) == 4 and len(RecordLog(tmp_path)) == 4
+    assert [r["id"] for r in RecordLog(tmp_path).get(range(4))] == list(range(4))
+    with pytest.raises(IndexError, match="record 4 does not exist"):
+        reopened.get([4])
+    with pytest.raises(ValueError, match="in order: next is 4, got 7"):
         reopened.write(7, batch_of(7, 1))
     with pytest.raises(ValueError, match="columns"):
-        reopened.write(6, pa.RecordBatch.from_pylist([{"other": 1}]))
+        reopened.write(4, pa.RecordBatch.from_pylist([{"other": 1}]))
 
 
 def test_records_damage_is_reported_with_the_file(tmp_path):
@@ -163,6 +171,14 @@ def test_jsonl_values_are_kept_as_written(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"a": 1}\n{"a": \n')
     with pytest.raises(InputError, match="line 2 is not JSON"):
         TextSource(tmp_path / "broken.jsonl")
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"a": "ok"}\r\n{"a": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=r"latin1.jsonl line 2 is not UTF-8 text: invalid"):
+        TextSource(tmp_path / "latin1.jsonl")  # issue 17: named neither the file nor the line
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"a": "x"}\r\n{"a": "y"}\r\n')
+    assert [r for b in TextSource(tmp_path / "bom.jsonl").batches(5) for r in b.to_pylist()] == [
+        {"a": "x"},
+        {"a": "y"},
+    ]
 
 
 def test_repeated_column_names_are_refused(tmp_path):
@@ -227,13 +243,16 @@ def test_description_round_trip_keeps_the_file_format(tmp_path):
     assert text_store.description is None and len(text_store.records) == 0
     text_store.describe(DESCRIPTION)
     file = tmp_path / "records" / "index.json"
-    assert json.loads(file.read_text()) == {
+    body = json.loads(file.read_text())
+    assert body == {
         "model": "wordllama",
         "dim": 256,
         "text": {"template": "{name}: {uses}"},
         "columns": ["name", "uses", "note"],
         "source": "/data/input.parquet",
         "start_row": 100,
+        "format_version": 2,
+        "json_crc32": reseal(body)["json_crc32"],  # its own checksum, as the manifest's
     }
     assert file.read_text().startswith('{\n "model": "wordllama",\n "dim": 256,')
     assert TextStore.open(tmp_path).description == DESCRIPTION
@@ -286,10 +305,18 @@ def test_text_store_verify_needs_a_description_and_a_record_per_row(tmp_path):
     with pytest.raises(StoreCorruptedError, match="has no records/ description"):
         TextStore.open(tmp_path).require_description()
     text_store.describe(DESCRIPTION)
+    with pytest.raises(
+        StoreCorruptedError, match=r"lists the columns \['name', 'uses', 'note'\], but"
+    ):
+        TextStore.open(tmp_path).verify(4)
+    description = dataclasses.replace(DESCRIPTION, columns=("id", "text"))
+    text_store.describe(description)
     assert TextStore.open(tmp_path).verify(4) > 0
-    assert TextStore.open(tmp_path).require_description() == DESCRIPTION
+    assert TextStore.open(tmp_path).require_description() == description
     with pytest.raises(StoreCorruptedError, match="holds 4 records for 5 rows"):
         TextStore.open(tmp_path).verify(5)
+    with pytest.raises(StoreCorruptedError, match="describes 256-d vectors, but the store holds 8"):
+        TextStore.open(tmp_path).verify(4, dim=8)
 
 
 def test_a_description_refuses_other_settings_naming_the_first(tmp_path):

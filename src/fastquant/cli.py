@@ -21,12 +21,45 @@ from .backends import BACKEND_NAMES
 from .demo import DEMO_K
 from .embed import DEFAULT_BATCH_ROWS, DEFAULT_CALIBRATION_ROWS
 from .store import StoreError
+from .validation import as_int, positive_int
 from .web import DEFAULT_HOST, DEFAULT_PORT
 
 #: Exit status of a command that failed with a reported error.
 EXIT_ERROR = 1
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
+
+
+def tcp_port(name: str, value: object) -> int:
+    """``value`` as a TCP port, 1 to 65535 (TypeError for non-integers, ValueError outside)."""
+    port = as_int(name, value)
+    if not 0 < port < 1 << 16:
+        raise ValueError(f"{name} must be a TCP port from 1 to 65535, got {port}")
+    return port
+
+
+#: Each integer option (by its ``dest``) and the rule of :mod:`fastquant.validation` it obeys;
+#: checked after parsing, so a bad value is a one-line error naming the option, exit status 1.
+INTEGER_OPTIONS = {
+    "k": positive_int,
+    "rescore_multiplier": positive_int,
+    "threads": positive_int,
+    "batch_size": positive_int,
+    "calibration_rows": positive_int,
+    "port": tcp_port,
+    "rows": positive_int,
+    "bits": positive_int,
+    "batch": positive_int,
+    "repeats": positive_int,
+}
+
+
+def check_integer_options(args: argparse.Namespace) -> None:
+    """Apply :data:`INTEGER_OPTIONS` to the options given (None: left to its default)."""
+    for dest, check in INTEGER_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            check("-k" if dest == "k" else f"--{dest.replace('_', '-')}", value)
 
 
 def _add_search_options(p: argparse.ArgumentParser) -> None:
@@ -137,16 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors are one line on stderr and a non-zero exit, never a traceback."""
-    args = build_parser().parse_args(argv)
+    command = None
     try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        check_integer_options(args)
         return args.run(args)
     except BrokenPipeError:  # the reader of our output left (`fastquant info DIR | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except KeyboardInterrupt:
-        resume = (
-            " (run the same command again to resume)" if args.command in ("index", "demo") else ""
-        )
+        resume = " (run the same command again to resume)" if command in ("index", "demo") else ""
         print(f"fastquant: interrupted{resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (

@@ -180,6 +180,9 @@ class _Target:
         """Refuse to extend an existing store with rows made otherwise, then prepare to write."""
         if self.store is None:
             return
+        # Before the writer lock, whose taking cuts the store's own leftovers: records that do not
+        # end where the store does (or at most one commit later) prove that the store lost rows.
+        self.text.records.uncommitted(len(self.store))
         if self.text.description is not None:
             self.text.description.require_same(
                 self.path,
@@ -216,12 +219,14 @@ class _Target:
         return notice
 
     def _prepare(self, description: IndexDescription) -> None:
-        """Lock the store, record how it is built, drop records the store never committed."""
+        """Lock the store, drop records the store never committed, record how it is built."""
         self.store.acquire_writer()
-        if self.text.description is None:
-            self.text.describe(description)
         self.text.records.truncate(len(self.store))
         self.text.records.require_rows(len(self.store))
+        if self.text.description is None:
+            self.text.describe(description)
+        else:
+            self.text.upgrade()
 
     def commit(self, group: list[EmbeddedBatch]) -> None:
         """Store embedded batches as one commit: their records first, then their rows."""

@@ -160,8 +160,15 @@ class _JsonLines:
         self.schema = pa.schema([(key, pa.string()) for key in keys])
 
     def _records(self) -> Iterator[dict]:
-        with open(self.path, encoding="utf-8-sig") as lines:
-            for number, line in enumerate(lines, 1):
+        with open(self.path, "rb") as lines:
+            for number, raw in enumerate(lines, 1):
+                try:  # a byte-order mark may open the file
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as error:
+                    raise InputError(
+                        f"{self.path} line {number} is not UTF-8 text: {error.reason} at byte "
+                        f"{error.start + 1} of the line"
+                    ) from None
                 if not line.strip():
                     continue
                 try:

@@ -3,13 +3,19 @@
 A store built by ``fastquant index`` is a :class:`~fastquant.store.CorpusStore` (the vectors)
 plus its ``records/`` folder, which :class:`TextStore` owns: the :class:`IndexDescription` in
 ``index.json`` (model, dimension, text recipe, input columns, source file, first input row) and the
-:class:`~fastquant.records.RecordLog` of the records themselves. This is the only module that reads
-or writes ``index.json``; the format is described in ``docs/store_format.md``.
+:class:`~fastquant.records.RecordLog` of the records themselves, and ``text_index.json`` beside
+``manifest.json``, which says that the store has them (so that a deleted ``records/`` is damage,
+not a store of bare vectors). This is the only module that reads or writes these two JSON files;
+the format is described in ``docs/store_format.md``.
+
+Both are checked JSON files (:mod:`fastquant.store.checked_json`: their own CRC-32, a size cap, a
+nesting limit), opened as the store's files are. An ``index.json`` written before it carried a
+checksum is still read (every field checked) and is rewritten sealed by the next
+``fastquant index`` run on the store, which also writes ``text_index.json`` if it is missing.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +23,21 @@ from typing import Any
 
 from .records import RECORDS_DIR, RecordLog
 from .sources import InputError
-from .store import StoreCorruptedError
-from .store.manifest import write_file_atomically
+from .store import CorpusStore, StoreCorruptedError, StoreVersionError
+from .store.checked_json import CHECKSUM_KEY, parse_json, seal, unseal
+from .store.safe_files import read_regular, require_directory, write_file_atomically
 
 DESCRIPTION_NAME = "index.json"
+#: Beside ``manifest.json``: the store has a text index (``records/``).
+MARKER_NAME = "text_index.json"
+FORMAT_NAME = "fastquant-text-index"
+#: Format of ``index.json`` and ``text_index.json`` written by this version; 1 is the unsealed
+#: ``index.json`` of fastquant 0.1 (no ``format_version``, no ``json_crc32``, no marker).
+FORMAT_VERSION = 2
+#: Largest ``index.json`` read (its columns and template are the bulk).
+MAX_DESCRIPTION_BYTES = 16 << 20
+_MAX_MARKER_BYTES = 4096
+_FIELDS = {"model", "dim", "text", "columns", "source", "start_row"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +56,7 @@ class IndexDescription:
     start_row: int | None = None
 
     def to_json(self) -> bytes:
-        """The ``index.json`` bytes of this description."""
+        """The ``index.json`` bytes of this description (sealed: ``json_crc32`` last)."""
         body = {
             "model": self.model,
             "dim": self.dim,
@@ -47,38 +64,14 @@ class IndexDescription:
             "columns": list(self.columns),
             "source": self.source,
             "start_row": self.start_row,
+            "format_version": FORMAT_VERSION,
         }
-        return json.dumps(body, indent=1).encode()
+        return seal(body)
 
     @classmethod
     def from_json(cls, data: bytes, file: Path) -> IndexDescription:
         """Parse ``data`` read from ``file``; anything else raises StoreCorruptedError naming it."""
-        try:
-            body = json.loads(data)
-            if not isinstance(body, dict):
-                raise ValueError("not a JSON object")
-            description = cls(
-                model=_field(body, "model", str),
-                dim=_field(body, "dim", int),
-                text=_field(body, "text", dict),
-                columns=tuple(_field(body, "columns", list)),
-                source=_field(body, "source", str, optional=True),
-                start_row=_field(body, "start_row", int, optional=True),
-            )
-            if description.dim < 1:
-                raise ValueError(f"'dim' is {description.dim}")
-            text = description.text
-            if len(text) != 1 or not isinstance(text.get("column", text.get("template")), str):
-                raise ValueError(
-                    f"'text' is {text!r}, not {{'column': ...}} or {{'template': ...}}"
-                )
-            if not all(isinstance(name, str) for name in description.columns):
-                raise ValueError(f"'columns' is {list(description.columns)!r}")
-        except ValueError as error:  # JSON and UTF-8 errors are ValueErrors too
-            raise StoreCorruptedError(
-                f"{file} is not a fastquant index description: {error}"
-            ) from error
-        return description
+        return _parse_description(data, file)[0]
 
     def require_same(self, store_path: str | os.PathLike[str], **settings: Any) -> None:
         """Raise :class:`~fastquant.sources.InputError` naming the first of ``settings`` (fields of
@@ -101,6 +94,75 @@ class IndexDescription:
             )
 
 
+def _parse_description(data: bytes, file: Path) -> tuple[IndexDescription, bool]:
+    """The description in ``data`` (the bytes of ``file``) and whether it was sealed."""
+    try:
+        body = parse_json(file, data)
+    except StoreCorruptedError as error:
+        raise StoreCorruptedError(
+            f"{file} is not a fastquant index description: "
+            f"{str(error).removeprefix(f'{file} is corrupted: ')}"
+        ) from None
+    if not isinstance(body, dict):
+        raise StoreCorruptedError(f"{file} is not a fastquant index description: not a JSON object")
+    sealed = CHECKSUM_KEY in body or "format_version" in body
+    if sealed:
+        fields = _unseal_versioned(file, body)
+    else:
+        fields = body
+    try:
+        unknown = sorted(set(fields) - _FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r}")
+        description = IndexDescription(
+            model=_field(fields, "model", str),
+            dim=_field(fields, "dim", int),
+            text=_field(fields, "text", dict),
+            columns=tuple(_field(fields, "columns", list)),
+            source=_field(fields, "source", str, optional=True),
+            start_row=_field(fields, "start_row", int, optional=True),
+        )
+        _check(description)
+    except ValueError as error:
+        raise StoreCorruptedError(
+            f"{file} is not a fastquant index description: {error}"
+        ) from error
+    return description, sealed
+
+
+def _unseal_versioned(file: Path, body: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a sealed file without ``format_version`` and ``json_crc32``: a newer format
+    is refused before its checksum is read, a wrong checksum or version is damage."""
+    version = body.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise StoreVersionError(
+            f"{file} is in text index format {version}; this fastquant reads formats up to "
+            f"{FORMAT_VERSION}: upgrade fastquant"
+        )
+    fields = unseal(file, body)
+    if fields.pop("format_version", None) != FORMAT_VERSION:
+        raise StoreCorruptedError(
+            f"{file} is corrupted: its format_version is {version!r}, not {FORMAT_VERSION}"
+        )
+    return fields
+
+
+def _check(description: IndexDescription) -> None:
+    """ValueError unless every field holds a value fastquant writes."""
+    if not description.model:
+        raise ValueError("'model' is empty")
+    if not 0 < description.dim < 1 << 31:
+        raise ValueError(f"'dim' is {description.dim}")
+    text = description.text
+    if len(text) != 1 or not isinstance(text.get("column", text.get("template")), str):
+        raise ValueError(f"'text' is {text!r}, not {{'column': ...}} or {{'template': ...}}")
+    columns = description.columns
+    if not all(isinstance(name, str) for name in columns) or len(set(columns)) != len(columns):
+        raise ValueError(f"'columns' is {list(columns)!r}, not a list of distinct names")
+    if description.start_row is not None and description.start_row < 0:
+        raise ValueError(f"'start_row' is {description.start_row}")
+
+
 def _field(body: dict, key: str, kind: type, *, optional: bool = False) -> Any:
     """``body[key]`` if it is a ``kind`` (None allowed when ``optional``), else ValueError."""
     value = body.get(key)
@@ -118,63 +180,159 @@ def _shown(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _read(file: Path, max_bytes: int) -> bytes | None:
+    """The bytes of the regular file ``file`` (None if it does not exist); StoreCorruptedError
+    naming it for anything else in its place."""
+    try:
+        return read_regular(file, max_bytes)
+    except FileNotFoundError:
+        return None
+    except StoreCorruptedError as error:
+        raise StoreCorruptedError(
+            f"cannot read {file}: it {str(error).removeprefix(f'{file} ')}"
+        ) from None
+
+
+def _marker_bytes() -> bytes:
+    return seal({"format": FORMAT_NAME, "format_version": FORMAT_VERSION})
+
+
+def _read_marker(file: Path) -> bool:
+    """Whether ``file`` (``text_index.json``) exists; it must then be the marker this module writes."""
+    data = _read(file, _MAX_MARKER_BYTES)
+    if data is None:
+        return False
+    body = parse_json(file, data)
+    if not isinstance(body, dict):
+        raise StoreCorruptedError(f"{file} is corrupted: it holds {type(body).__name__}")
+    fields = _unseal_versioned(file, body)
+    if fields != {"format": FORMAT_NAME}:
+        raise StoreCorruptedError(f"{file} is corrupted: {fields!r} is not a text index marker")
+    return True
+
+
 class TextStore:
     """The ``records/`` folder of the store at ``store_path``: its description and its records.
 
     ``description`` is None for a store that was not indexed from a file (or not yet described);
     ``records`` is the :class:`~fastquant.records.RecordLog` aligned with the store's row ids.
-    Open one with :meth:`open`; nothing is written until :meth:`describe` or a records write.
+    Open one with :meth:`open`; nothing is written until :meth:`describe`, :meth:`upgrade` or a
+    records write.
     """
 
-    def __init__(self, store_path: Path, description: IndexDescription | None) -> None:
+    def __init__(
+        self,
+        store_path: Path,
+        description: IndexDescription | None,
+        *,
+        sealed: bool = True,
+        marked: bool = False,
+    ) -> None:
         """Use :meth:`open`."""
         self.store_path = store_path
         self.description = description
+        #: ``index.json`` carries its checksum (False: an older file, to be rewritten).
+        self.sealed = sealed
+        #: ``text_index.json`` exists: the store must have its records.
+        self.marked = marked
         self.records = RecordLog(store_path)
 
     @classmethod
     def open(cls, store_path: str | os.PathLike[str]) -> TextStore:
         """Read ``records/index.json`` of ``store_path`` (absent: no description) and list the
-        records; a damaged description raises :class:`~fastquant.store.StoreCorruptedError`."""
+        records; a damaged description, marker or records folder raises
+        :class:`~fastquant.store.StoreCorruptedError` naming the file."""
         store_path = Path(store_path)
-        file = store_path / RECORDS_DIR / DESCRIPTION_NAME
+        folder, description, sealed = store_path / RECORDS_DIR, None, True
         try:
-            data = file.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return cls(store_path, None)
-        except OSError as error:
-            raise StoreCorruptedError(f"cannot read {file}: {error}") from error
-        return cls(store_path, IndexDescription.from_json(data, file))
+            require_directory(folder)
+        except FileNotFoundError:
+            data = None
+        else:
+            data = _read(folder / DESCRIPTION_NAME, MAX_DESCRIPTION_BYTES)
+        if data is not None:
+            description, sealed = _parse_description(data, folder / DESCRIPTION_NAME)
+        marked = _read_marker(store_path / MARKER_NAME)
+        return cls(store_path, description, sealed=sealed, marked=marked)
 
     @property
     def description_file(self) -> Path:
         return self.store_path / RECORDS_DIR / DESCRIPTION_NAME
 
+    @property
+    def marker_file(self) -> Path:
+        return self.store_path / MARKER_NAME
+
     def describe(self, description: IndexDescription) -> None:
-        """Write ``description`` as ``records/index.json`` (atomically: whole or absent)."""
-        self.description_file.parent.mkdir(exist_ok=True)
+        """Write ``description`` as ``records/index.json``, then ``text_index.json`` (each
+        atomically: whole or absent). For the holder of the store's writer lock."""
+        self.records._make_folder()
         write_file_atomically(self.description_file, description.to_json())
-        self.description = description
+        self.description, self.sealed = description, True
+        if not self.marked:
+            write_file_atomically(self.marker_file, _marker_bytes())
+            self.marked = True
+
+    def upgrade(self) -> None:
+        """Rewrite an older unsealed ``index.json`` sealed and add a missing ``text_index.json``.
+        For the holder of the store's writer lock."""
+        if self.description is not None and not (self.sealed and self.marked):
+            self.describe(self.description)
 
     def require_description(self) -> IndexDescription:
         """The description; StoreCorruptedError if the store was not indexed from a file."""
         if self.description is None:
+            if self.marked:
+                raise StoreCorruptedError(self._missing_description())
             raise StoreCorruptedError(
                 f"{self.store_path} has no {RECORDS_DIR}/ description: it was not built by "
                 "fastquant index, so it cannot be searched by text"
             )
         return self.description
 
-    def verify(self, rows: int) -> int:
-        """Check the records of a store of ``rows`` rows: one per row, each file against its CRC-32.
+    def _missing_description(self) -> str:
+        return (
+            f"{self.description_file} is missing, but {self.marker_file} says that the store was "
+            "built by fastquant index with its records"
+        )
+
+    def verify(self, rows: int, dim: int | None = None) -> int:
+        """Check the text index of a store of ``rows`` rows of dimension ``dim``: its description,
+        one record per row (at most one interrupted commit's records past them), each records
+        file against its CRC-32 and its columns against the description's.
 
         Returns the bytes checked (0 for a store without records). Raises
         :class:`~fastquant.store.StoreCorruptedError` naming the file at fault, also when records
         exist without their description.
         """
         if self.description is None:
+            if self.marked:
+                raise StoreCorruptedError(self._missing_description())
             if len(self.records):
                 raise StoreCorruptedError(f"{self.description_file} is missing")
             return 0
+        if dim is not None and self.description.dim != dim:
+            raise StoreCorruptedError(
+                f"{self.description_file} describes {self.description.dim}-d vectors, but the "
+                f"store holds {dim}-d ones"
+            )
+        self.records.uncommitted(rows)
         self.records.require_rows(rows)
-        return self.records.verify()
+        checked = self.records.verify()
+        schema = self.records.schema
+        if schema is not None and schema.names != list(self.description.columns):
+            raise StoreCorruptedError(
+                f"{self.description_file} lists the columns {list(self.description.columns)}, "
+                f"but the records have {schema.names}"
+            )
+        return checked
+
+
+def verify_store(store_path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Check every committed byte of the store at ``store_path`` and of its text index, if it has
+    one; returns ``(rows, bytes checked)``. The first damage found raises
+    :class:`~fastquant.store.StoreCorruptedError` naming its file."""
+    with CorpusStore.open(store_path) as store:
+        checked = store.verify()
+        rows, dim = len(store), store.dim
+    return rows, checked + TextStore.open(store_path).verify(rows, dim)
