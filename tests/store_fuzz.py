@@ -1,14 +1,18 @@
 """A seeded corruption fuzzer for ``CorpusStore``: damage one store file, probe the store, judge.
 
-Each case copies a pristine store (30 rows of 20-d in five chunks of 7, the last one partial),
-damages one thing (a byte flip, a cut, an extension, a deletion; a directory, FIFO, symlink or
-hard link in place of a file; a stranger in ``chunks/``; valid JSON with wrong values, with or
-without a matching checksum) and runs a probe in a child process forked from a warm fork server,
-killed after a timeout. ``hot`` probes open the store before the damage and search it after,
-then ``refresh``; every probe then opens it, searches (every rescoring mode and
-``exact_search``), verifies and appends. Outcomes:
+Each case copies a pristine store (30 rows of 20-d in five chunks of 7, the last one partial,
+indexed from a file by ``index_file``: its ``records/``, ``index.json`` and ``text_index.json``
+too), damages one thing (a byte flip, a cut, an extension, a deletion; a directory, FIFO, symlink
+or hard link in place of a file; a stranger in ``chunks/`` or ``records/``; valid JSON with wrong
+values, with or without a matching checksum) and runs a probe in a child process forked from a
+warm fork server, killed after a timeout. ``hot`` probes open the store before the damage and
+search it after, then ``refresh``; every probe then opens it, searches (every rescoring mode and
+``exact_search``), verifies and appends. Damage to the text index is probed through the text
+index instead (``fuzz_text.py``): searches by text with the hits' records, ``fastquant
+verify``'s check, and a resumed ``index_file`` as the append. Outcomes:
 
-- good: ``refused`` (a fastquant ``StoreError``), ``pristine`` (the pristine answers),
+- good: ``refused`` (a fastquant ``StoreError``, or ``InputError`` for a text index refusing
+  other settings), ``pristine`` (the pristine answers),
   ``verify caught`` (changed answers, and ``verify()`` says the store is damaged);
 - bad: ``hang``, ``signal``, ``crash`` (the probe died without a verdict), ``wrong error`` (an
   exception that is not a ``StoreError``), ``silent change`` (changed answers that ``verify()``
@@ -16,7 +20,7 @@ then ``refresh``; every probe then opens it, searches (every rescoring mode and
   outside what it committed: every byte of every file in and around the store is compared),
   ``append broke`` (a store that verified before an append fails after it).
 
-Used by ``tests/test_fuzz_store.py`` (about a hundred cases, one per target and kind) and
+Used by ``tests/test_fuzz_store.py`` (about a hundred cases, every kind on several targets) and
 ``benchmarks/fuzz_store.py`` (random cases and the outcome table). Run it directly:
 ``python tests/store_fuzz.py --mutations 500 --seed 1``.
 """
@@ -42,6 +46,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+import fuzz_text
 
 DIM, CHUNK_ROWS, ROWS, APPEND_ROWS = 20, 7, 30, 12
 CHUNKS = -(-ROWS // CHUNK_ROWS)
@@ -113,26 +119,44 @@ class Case:
     hot: bool
 
 
-def every_target_and_kind(seed: int) -> list[Case]:
-    """Each applicable (target, kind) pair once (three times for JSON): about 100 cases.
+#: Every file target: the store's and its text index's.
+ALL_FILE_TARGETS = {**FILE_TARGETS, **fuzz_text.FILE_TARGETS}
+ALL_EXTRA_KINDS = {**EXTRA_KINDS, **fuzz_text.EXTRA_KINDS}
+ALL_FOLDER_KINDS = {**FOLDER_KINDS, **fuzz_text.FOLDER_KINDS}
+#: In the CI set, each kind of file damage hits this many store files and text index files.
+STORE_FILES_PER_KIND, TEXT_FILES_PER_KIND = 4, 2
 
-    The middle chunk's files are left to the random runs: the first and last ones cover chunks
-    that an append leaves and that it extends.
+
+def every_target_and_kind(seed: int) -> list[Case]:
+    """Every kind of damage on several targets, every target with several kinds: about 100 cases.
+
+    Each file kind hits :data:`STORE_FILES_PER_KIND` store files and
+    :data:`TEXT_FILES_PER_KIND` files of the text index, in rotation (the seed turns it); each
+    JSON kind twice per JSON file, each folder kind once. The middle chunk's files are left to
+    the random runs: the first and last ones cover chunks that an append leaves and extends.
     """
-    targets = [target for target in FILE_TARGETS if not target.startswith("middle")]
-    pairs = [(target, kind) for target in targets for kind in FILE_KINDS]
-    for target, kinds in EXTRA_KINDS.items():
-        pairs += [(target, kind) for kind in kinds for _ in range(3 if "json" in kind else 1)]
-    pairs += [(target, kind) for target, kinds in FOLDER_KINDS.items() for kind in kinds]
+    store_files = [target for target in FILE_TARGETS if not target.startswith("middle")]
+    text_files = list(fuzz_text.FILE_TARGETS)
+    pairs = []
+    for i, kind in enumerate(FILE_KINDS):
+        for files, count in (
+            (store_files, STORE_FILES_PER_KIND),
+            (text_files, TEXT_FILES_PER_KIND),
+        ):
+            start = (seed + i * count) % len(files)
+            pairs += [(files[(start + j) % len(files)], kind) for j in range(count)]
+    for target, kinds in ALL_EXTRA_KINDS.items():
+        pairs += [(target, kind) for kind in kinds for _ in range(2 if "json" in kind else 1)]
+    pairs += [(target, kind) for target, kinds in ALL_FOLDER_KINDS.items() for kind in kinds]
     return [Case(t, k, seed * 100_003 + i, i % 2 == 1) for i, (t, k) in enumerate(pairs)]
 
 
 def random_cases(seed: int, count: int) -> list[Case]:
     """``count`` cases drawn at random over targets and kinds (JSON kinds weighted up)."""
     rng = np.random.default_rng(seed)
-    pairs = [(target, kind) for target in FILE_TARGETS for kind in FILE_KINDS]
-    pairs += [(t, k) for t, kinds in EXTRA_KINDS.items() for k in kinds for _ in range(6)]
-    pairs += [(t, k) for t, kinds in FOLDER_KINDS.items() for k in kinds]
+    pairs = [(target, kind) for target in ALL_FILE_TARGETS for kind in FILE_KINDS]
+    pairs += [(t, k) for t, kinds in ALL_EXTRA_KINDS.items() for k in kinds for _ in range(6)]
+    pairs += [(t, k) for t, kinds in ALL_FOLDER_KINDS.items() for k in kinds]
     picks = rng.integers(0, len(pairs), count)
     return [
         Case(*pairs[p], seed=int(rng.integers(1 << 62)), hot=bool(rng.integers(2))) for p in picks
@@ -146,14 +170,20 @@ def queries() -> np.ndarray:
     return np.random.default_rng(12345).standard_normal((4, DIM)).astype(np.float32)
 
 
-def build_template(root: Path) -> Path:
-    """The pristine store at ``root/store`` (plus ``root/outside/decoy.bin``); returns ``root``."""
-    from fastquant import CorpusStore
+RANGES = np.vstack([np.full(DIM, -2.5, np.float32), np.full(DIM, 2.5, np.float32)])
 
-    ranges = np.vstack([np.full(DIM, -2.5, np.float32), np.full(DIM, 2.5, np.float32)])
-    store = CorpusStore.create(root / "store", DIM, ranges=ranges, chunk_rows=CHUNK_ROWS)
-    store.append(np.random.default_rng(0).standard_normal((ROWS, DIM)).astype(np.float32))
-    store.close()
+
+def index_text(case_dir: Path, rows: int) -> int:
+    """Index (or resume indexing) the first ``rows`` rows of the input into ``case_dir/store``."""
+    return fuzz_text.index(case_dir, rows, dim=DIM, chunk_rows=CHUNK_ROWS, ranges=RANGES)
+
+
+def build_template(root: Path) -> Path:
+    """The pristine store at ``root/store``, indexed from ``root/input.parquet`` with its text
+    index (plus ``root/outside/decoy.bin``); returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    fuzz_text.write_input(root)
+    index_text(root, ROWS)
     (root / "outside").mkdir()
     (root / "outside" / "decoy.bin").write_bytes(bytes(range(256)) * 8)
     return root
@@ -178,9 +208,16 @@ def damage(case_dir: Path, case: Case) -> str:
     """Apply ``case`` to the copy of the store in ``case_dir``; returns what was done."""
     rng = np.random.default_rng(case.seed)
     store, outside = case_dir / "store", case_dir / "outside"
+    if case.target in fuzz_text.FOLDER_KINDS:
+        return fuzz_text.damage_folder(store, outside, case.kind, rng)
     if case.target in FOLDER_KINDS:
         return _damage_folder(store, outside, case.target, case.kind, rng)
-    file = store / FILE_TARGETS[case.target]
+    if case.target in fuzz_text.FILE_TARGETS:
+        file = fuzz_text.target_file(store, case.target)
+        if case.kind in ("json", "json resealed"):
+            return fuzz_text.edit_json(file, case.kind == "json resealed", rng, reseal)
+    else:
+        file = store / FILE_TARGETS[case.target]
     if case.kind in ("json", "json resealed", "text"):
         return _damage_manifest(file, case.kind, rng)
     if case.kind == "npy resealed":
@@ -430,11 +467,12 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 def _stage(call: Callable[[], object]) -> dict:
     from fastquant import StoreError
+    from fastquant.sources import InputError
 
     started = time.perf_counter()
     try:
         stage = {"value": call()}
-    except StoreError as error:
+    except (StoreError, InputError) as error:
         stage = {"error": type(error).__name__, "message": str(error)[:300], "fastquant": True}
     except Exception as error:  # judged "wrong error"
         stage = {
@@ -454,6 +492,9 @@ def probe(case_dir: Path, case: Case, result_file: Path) -> None:
     from fastquant import CorpusStore
 
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    if case.target in fuzz_text.TARGETS:
+        result_file.write_text(json.dumps(_probe_text(case_dir, case)))
+        return
     store_path = case_dir / "store"
     stages: dict[str, dict] = {}
     held = CorpusStore.open(store_path) if case.hot else None
@@ -488,6 +529,48 @@ def probe(case_dir: Path, case: Case, result_file: Path) -> None:
         ),
     }
     result_file.write_text(json.dumps(facts))
+
+
+def _probe_text(case_dir: Path, case: Case) -> dict:
+    """:func:`probe` of damage to the text index: searches by text (a ``hot`` probe maps the
+    records before the damage), ``fastquant verify``'s check, and a resumed index of all the
+    input as the append. Returns the verdict's facts."""
+    store_path = case_dir / "store"
+    stages: dict[str, dict] = {}
+    held = fuzz_text.open_index(store_path, DIM) if case.hot else None
+    if held is not None:
+        fuzz_text.answers(held)
+    description = damage(case_dir, case)
+    before_reads = snapshot(case_dir)
+    if held is not None:
+        stages["held"] = _stage(lambda: fuzz_text.answers(held))
+
+        def refreshed() -> dict:
+            held.store.refresh()
+            held.records.reload()
+            return fuzz_text.answers(held)
+
+        stages["refreshed"] = _stage(refreshed)
+    stages["opened"] = _stage(lambda: fuzz_text.answers(fuzz_text.open_index(store_path, DIM)))
+    stages["verify"] = _stage(lambda: fuzz_text.verify(store_path))
+    after_reads = snapshot(case_dir)
+    stages["append"] = _stage(lambda: index_text(case_dir, fuzz_text.INPUT_ROWS))
+    after_append = snapshot(case_dir)
+    appended = "value" in stages["append"]
+    if appended:
+        stages["after append"] = _stage(lambda: fuzz_text.verify(store_path))
+
+    def may_change(name: str, old: tuple | None, new: tuple | None) -> bool:
+        return _append_may_change(name, old, new, appended) or fuzz_text.resume_may_change(
+            name, old, new, ROWS
+        )
+
+    return {
+        "description": description,
+        "stages": stages,
+        "reader_wrote": sorted(_differences(before_reads, after_reads, lambda *_: False)),
+        "destroyed": sorted(_differences(after_reads, after_append, may_change)),
+    }
 
 
 def _differences(before: dict, after: dict, allowed: Callable[..., bool]) -> list[str]:
@@ -563,7 +646,9 @@ def verdict(facts: dict | None, exitcode: int | None, pristine: dict) -> tuple[s
 
 def _context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["numpy", "fastquant", "store_fuzz"])
+    context.set_forkserver_preload(
+        ["numpy", "pyarrow.parquet", "fastquant.embed", "fastquant.texts", "store_fuzz"]
+    )
     return context
 
 
@@ -579,7 +664,9 @@ def run(cases: list[Case], *, workers: int = 2, timeout: float = TIMEOUT_S) -> l
         template = build_template(root / "template")
         from fastquant import CorpusStore
 
-        pristine = json.loads(json.dumps(answers(CorpusStore.open(template / "store"))))
+        pristine_store = json.loads(json.dumps(answers(CorpusStore.open(template / "store"))))
+        with fuzz_text.open_index(template / "store", DIM) as text_index:
+            pristine_text = json.loads(json.dumps(fuzz_text.answers(text_index)))
         context = _context()
 
         def one(index: int) -> dict:
@@ -599,6 +686,7 @@ def run(cases: list[Case], *, workers: int = 2, timeout: float = TIMEOUT_S) -> l
                 exitcode = child.exitcode
             seconds = time.perf_counter() - started
             facts = json.loads(result.read_text()) if result.exists() else None
+            pristine = pristine_text if case.target in fuzz_text.TARGETS else pristine_store
             outcome, append = verdict(facts, exitcode, pristine)
             shutil.rmtree(case_dir, ignore_errors=True)
             return {

@@ -1,4 +1,4 @@
-"""The corruption fuzzer (``tests/store_fuzz.py``): every store file and kind of damage once.
+"""The corruption fuzzer (``tests/store_fuzz.py``): every kind of damage on store and text files.
 
 The fuzzer runs in its own process (it starts a fork server); each case runs in a child of
 that with a timeout. Every case must end in a fastquant error or the pristine answers (or
@@ -16,7 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from store_fuzz import BAD, CHUNKS, _append_may_change, verdict
+import fuzz_text
+from store_fuzz import (
+    ALL_EXTRA_KINDS,
+    ALL_FILE_TARGETS,
+    ALL_FOLDER_KINDS,
+    BAD,
+    CHUNKS,
+    FILE_KINDS,
+    ROWS,
+    _append_may_change,
+    every_target_and_kind,
+    verdict,
+)
 
 PRISTINE = {"rows": 30, "int8": [[[1.0]], [[0]]]}
 
@@ -72,6 +84,41 @@ def test_an_append_may_change_only_what_it_commits():
     assert not _append_may_change("outside/decoy.bin", ("file", b"a"), ("file", b""), True)
     assert _append_may_change("store/manifest.json", ("file", b"a"), ("file", b"b"), True)
     assert not _append_may_change("store/manifest.json", ("file", b"a"), ("file", b"b"), False)
+
+
+def test_a_resume_may_change_only_the_records_it_writes_or_proves_leftovers():
+    part = "store/records/000000000030-5-0a0b0c0d.arrow"
+    assert fuzz_text.resume_may_change(part, None, ("file", b"new"), ROWS)
+    assert fuzz_text.resume_may_change(part, ("file", b"left"), None, ROWS)
+    assert not fuzz_text.resume_may_change(part, ("link", "x"), None, ROWS)
+    committed = "store/records/000000000028-2-0a0b0c0d.arrow"
+    assert not fuzz_text.resume_may_change(committed, ("file", b"a"), None, ROWS)
+    assert not fuzz_text.resume_may_change(committed, ("file", b"a"), ("file", b"b"), ROWS)
+    temp = "store/records/.000000000030-5-0a0b0c0d.arrow.tmp-42"
+    assert fuzz_text.resume_may_change(temp, ("file", b"half"), None, ROWS)
+    assert not fuzz_text.resume_may_change(temp, ("other", 0o040000), None, ROWS)
+    old = ("file", b'{"model": "m", "dim": 8}')
+    sealed = ("file", b'{"model": "m", "dim": 8, "format_version": 2, "json_crc32": 1}')
+    edited = ("file", b'{"model": "n", "dim": 8, "format_version": 2, "json_crc32": 1}')
+    assert fuzz_text.resume_may_change("store/records/index.json", old, sealed, ROWS)
+    assert not fuzz_text.resume_may_change("store/records/index.json", old, edited, ROWS)
+    assert fuzz_text.resume_may_change("store/text_index.json", None, ("file", b"{}"), ROWS)
+    assert not fuzz_text.resume_may_change("store/text_index.json", ("file", b"{}"), None, ROWS)
+    assert not fuzz_text.resume_may_change("store/records/notes.txt", ("file", b"a"), None, ROWS)
+
+
+def test_the_ci_cases_put_every_kind_on_store_and_text_files_and_every_target_in_play():
+    cases = every_target_and_kind(17)
+    assert 90 <= len(cases) <= 110
+    pairs = {(case.target, case.kind) for case in cases}
+    for kind in FILE_KINDS:
+        hit = {target for target, k in pairs if k == kind}
+        assert hit & set(fuzz_text.FILE_TARGETS) and hit - set(fuzz_text.FILE_TARGETS), kind
+    targets = {case.target for case in cases}
+    middle = {target for target in ALL_FILE_TARGETS if target.startswith("middle")}
+    assert targets == set(ALL_FILE_TARGETS) - middle | set(ALL_FOLDER_KINDS)
+    for target, kinds in {**ALL_EXTRA_KINDS, **ALL_FOLDER_KINDS}.items():
+        assert {(target, kind) for kind in kinds} <= pairs
 
 
 def test_no_damage_hangs_kills_changes_answers_silently_or_destroys_bytes(tmp_path):

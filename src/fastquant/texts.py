@@ -126,6 +126,7 @@ class TextIndex:
             query_f32, k, rescore_multiplier=rescore_multiplier, backend=backend, threads=threads
         )
         searched = time.perf_counter()
+        self.records.require_rows(len(self.store))  # records deleted or reloaded since opening
         per_query = len(texts)
         results = []
         for text, row_scores, row_ids in zip(texts, scores, ids):
