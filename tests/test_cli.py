@@ -136,3 +136,19 @@ def test_ctrl_c_while_fastquant_loads_exits_130_without_a_traceback(tmp_path, en
         for i, delay in enumerate((0.15, 0.35, 0.6, 0.9))
     ]
     assert [outcome for outcome, _ in outcomes] == ["130"] * 4, outcomes
+
+
+def test_an_interrupt_that_became_another_exception_still_exits_130(capsys, monkeypatch):
+    """NumPy's import turns Ctrl-C into ImportError, usearch into MemoryError."""
+    from fastquant import commands, interrupts
+
+    def interrupted_bench(args):
+        monkeypatch.setattr(interrupts, "_interrupted", True)  # what the SIGINT handler records
+        raise MemoryError("std::bad_alloc")
+
+    monkeypatch.setattr(commands, "bench", interrupted_bench)
+    assert main(["bench"]) == 130
+    assert capsys.readouterr().err == "fastquant: interrupted\n"
+    monkeypatch.setattr(interrupts, "_interrupted", False)
+    with pytest.raises(MemoryError):  # without Ctrl-C, a bug shows its traceback
+        main(["bench"])

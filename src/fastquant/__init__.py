@@ -13,9 +13,11 @@ and the ``fastquant`` command start at once: NumPy, Numba and the kernels load w
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing itself is not imported: ``import fastquant`` must stay instant
 if TYPE_CHECKING:
+    from typing import Any
+
     from .hamming import BackendComparison, compare_backends, hamming_topk
     from .quantize import Calibration, quantize_embeddings
     from .rescore import int8_topk, rescore_bits, rescore_int8

@@ -1,24 +1,26 @@
 """The ``fastquant`` command (and ``python -m fastquant``), answering Ctrl-C from its first moment.
 
 This module and the package's ``__init__`` import nothing heavy, so the console script reaches
-:func:`main` at once; NumPy, Numba, pyarrow and the models load inside it, where an interrupt
-(Ctrl-C in the first second of every command) ends with one line and exit status 130, as it does
-during a command (``fastquant.cli``).
+:func:`main` at once: it installs the interrupt handling of :mod:`fastquant.interrupts`, then
+loads NumPy, Numba, pyarrow and the command line, where an interrupt (Ctrl-C in the first second
+of every command) ends with one line and exit status 130, as it does during a command.
 """
 
 import sys
 
-#: Exit status after Ctrl-C (128 + SIGINT), as ``fastquant.cli.EXIT_INTERRUPTED``.
-EXIT_INTERRUPTED = 130
+from . import interrupts
 
 
 def main() -> int:
     """Load the command line and run it on ``sys.argv``; returns the exit status."""
+    interrupts.install()
     try:
         from .cli import main as run_command
-    except KeyboardInterrupt:
+    except BaseException:
+        if not interrupts.interrupted():
+            raise
         print("fastquant: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupts.handled()
     return run_command()
 
 

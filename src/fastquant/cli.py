@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import commands
+from . import commands, interrupts
 from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER
 from .backends import BACKEND_NAMES
 from .demo import DEMO_K
@@ -27,7 +27,7 @@ from .web import DEFAULT_HOST, DEFAULT_PORT
 #: Exit status of a command that failed with a reported error.
 EXIT_ERROR = 1
 #: Exit status after Ctrl-C (128 + SIGINT).
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = interrupts.EXIT_INTERRUPTED
 
 
 def tcp_port(name: str, value: object) -> int:
@@ -168,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exceptions reported as one line (anything else is a bug, shown with its traceback).
+REPORTED_ERRORS = (
+    StoreError,
+    ValueError,
+    TypeError,
+    LookupError,
+    ImportError,
+    OSError,
+    RuntimeError,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors are one line on stderr and a non-zero exit, never a traceback."""
     command = None
@@ -180,20 +192,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except KeyboardInterrupt:
-        resume = " (run the same command again to resume)" if command in ("index", "demo") else ""
-        print(f"fastquant: interrupted{resume}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (
-        StoreError,
-        ValueError,
-        TypeError,
-        LookupError,
-        ImportError,
-        OSError,
-        RuntimeError,
-    ) as error:
+        return _interrupted(command)
+    except Exception as error:
+        if interrupts.interrupted():  # Ctrl-C that became another exception on its way here
+            return _interrupted(command)
+        if not isinstance(error, REPORTED_ERRORS):
+            raise
         print(f"fastquant: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _interrupted(command: str | None) -> int:
+    resume = " (run the same command again to resume)" if command in ("index", "demo") else ""
+    print(f"fastquant: interrupted{resume}", file=sys.stderr)
+    return interrupts.handled()
 
 
 if __name__ == "__main__":
