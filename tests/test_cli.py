@@ -142,13 +142,12 @@ def test_an_interrupt_that_became_another_exception_still_exits_130(capsys, monk
     """NumPy's import turns Ctrl-C into ImportError, usearch into MemoryError."""
     from fastquant import commands, interrupts
 
-    def interrupted_bench(args):
-        monkeypatch.setattr(interrupts, "_interrupted", True)  # what the SIGINT handler records
+    def bench_failing(args):
         raise MemoryError("std::bad_alloc")
 
-    monkeypatch.setattr(commands, "bench", interrupted_bench)
-    assert main(["bench"]) == 130
-    assert capsys.readouterr().err == "fastquant: interrupted\n"
-    monkeypatch.setattr(interrupts, "_interrupted", False)
+    monkeypatch.setattr(commands, "bench", bench_failing)
     with pytest.raises(MemoryError):  # without Ctrl-C, a bug shows its traceback
         main(["bench"])
+    monkeypatch.setattr(interrupts, "_interrupted", True)  # what the SIGINT handler records
+    assert main(["bench"]) == 130
+    assert capsys.readouterr().err == "fastquant: interrupted\n"
