@@ -87,13 +87,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("index", help="embed a parquet, CSV or JSONL file into a store")
-    p.add_argument("input", help="parquet, CSV or JSONL file of records")
+    p = sub.add_parser(
+        "index", help="embed a parquet, CSV or JSONL file, or index its precomputed embeddings"
+    )
+    p.add_argument(
+        "input",
+        nargs="?",
+        help="parquet, CSV or JSONL file of records (optional with --embeddings)",
+    )
     p.add_argument("--store", required=True, help="store directory (created, or resumed)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--text-column", help="the column to embed")
     what.add_argument(
         "--template", help='text to embed, from columns: "Name: {Medicine Name}. Uses: {Uses}"'
+    )
+    what.add_argument(
+        "--embedding-column",
+        metavar="COLUMN",
+        help="index the precomputed embeddings in this parquet column (lists of floats)",
+    )
+    what.add_argument(
+        "--embeddings",
+        metavar="FILE.npy",
+        help="index the precomputed embeddings of a (rows, dim) .npy file; row i is the "
+        "embedding of INPUT's row i (without INPUT, the records are the row numbers)",
     )
     p.add_argument(
         "--model",
@@ -117,7 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search a store built by 'fastquant index'")
     p.add_argument("store", help="store directory")
-    p.add_argument("queries", nargs="+", metavar="QUERY", help="query text(s)")
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="query text(s)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model for the query texts (default: the store's; a store of precomputed "
+        "embeddings needs one of its dimension)",
+    )
+    p.add_argument(
+        "--query-vector",
+        metavar="FILE.npy",
+        help="search with the vectors of a .npy file, (dim,) or (queries, dim), instead of text",
+    )
     _add_search_options(p)
     p.add_argument("--fields", help="comma-separated record fields to show (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")

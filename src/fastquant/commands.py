@@ -19,49 +19,78 @@ def _notice(message: str) -> None:
 
 
 def index(args: argparse.Namespace) -> int:
-    """Embed a parquet, CSV or JSONL file into a store (resuming an interrupted run)."""
+    """Embed a parquet, CSV or JSONL file into a store, or index its precomputed embeddings
+    (resuming an interrupted run)."""
     from .embed import index_file
 
-    if args.text_column is None and args.template is None:
-        raise ValueError("say what to embed: --text-column COLUMN or --template '...{Column}...'")
+    what = (args.text_column, args.template, args.embedding_column, args.embeddings)
+    if all(option is None for option in what):
+        raise ValueError(
+            "say what to index: --text-column COLUMN or --template '...{Column}...' (text to "
+            "embed), or --embedding-column COLUMN or --embeddings FILE.npy (embeddings)"
+        )
+    if args.input is None and args.embeddings is None:
+        raise ValueError("give the INPUT file (only --embeddings FILE.npy can do without one)")
     report = index_file(
         args.input,
         args.store,
         text_column=args.text_column,
         template=args.template,
         model=args.model,
+        embedding_column=args.embedding_column,
+        embeddings=args.embeddings,
         batch_size=args.batch_size,
         calibration_rows=args.calibration_rows,
         progress=not args.no_progress,
         log=_notice,
     )
     rate = report.rows_added / report.seconds if report.seconds else 0.0
+    made = f"with {report.model}" if report.model else "from precomputed embeddings"
     print(
         f"indexed {report.rows_added:,} rows in {report.seconds:.1f} s ({rate:,.0f} rows/s) "
-        f"with {report.model}; {report.store_path} holds {report.rows_total:,} rows"
+        f"{made}; {report.store_path} holds {report.rows_total:,} rows"
     )
-    if report.rows_added:
+    if report.rows_added and report.model:
         print(
             f"time: embedding {report.seconds_embedding:.1f} s, quantizing and storing "
             f"{report.seconds_storing:.2f} s ({report.storing_share:.1%} of embedding), reading "
             f"{report.seconds_reading:.2f} s"
         )
+    elif report.rows_added:
+        print(
+            f"time: reading {report.seconds_reading:.2f} s, converting and checking the "
+            f"embeddings {report.seconds_embedding:.2f} s, quantizing and storing "
+            f"{report.seconds_storing:.2f} s"
+        )
     return 0
 
 
 def search(args: argparse.Namespace) -> int:
-    """Print the top ``k`` records of a store for each query, as a table or JSON."""
+    """Print the top ``k`` records of a store for each query (texts, or the vectors of a ``.npy``
+    file), as a table or JSON."""
+    from .encoders import load_encoder
     from .texts import TextIndex
 
-    with TextIndex.open(args.store) as text_index:
-        text_index.warm_up()
-        results = text_index.search(
-            args.queries,
-            args.k,
-            rescore_multiplier=args.rescore_multiplier,
-            backend=args.backend,
-            threads=args.threads,
+    if bool(args.queries) == (args.query_vector is not None):
+        raise ValueError(
+            "give query texts or --query-vector FILE.npy, not both"
+            if args.queries
+            else "give query texts, or --query-vector FILE.npy"
         )
+    encoder = None if args.model is None else load_encoder(args.model)
+    options = {
+        "rescore_multiplier": args.rescore_multiplier,
+        "backend": args.backend,
+        "threads": args.threads,
+    }
+    with TextIndex.open(args.store, encoder=encoder) as text_index:
+        if args.query_vector is None:
+            text_index.warm_up()
+            results = text_index.search(args.queries, args.k, **options)
+        else:
+            queries = _query_vectors(Path(args.query_vector), text_index.store.dim)
+            text_index.warm_up(text=False)
+            results = text_index.search_vectors(queries, args.k, **options)
         fields = _pick_fields(text_index.fields, args.fields)
     if args.json:
         output = [_result_json(result, fields) for result in results]
@@ -70,6 +99,20 @@ def search(args: argparse.Namespace) -> int:
         for result in results:
             _print_results(result, fields, len(text_index))
     return 0
+
+
+def _query_vectors(file: Path, dim: int) -> np.ndarray:
+    """The query vectors of the ``.npy`` file ``file``: ``(dim,)`` or ``(queries, dim)`` floats."""
+    try:
+        queries = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"cannot read {file} as a .npy array: {error}") from None
+    if queries.dtype.kind != "f" or queries.ndim not in (1, 2) or queries.shape[-1] != dim:
+        raise ValueError(
+            f"{file} holds {queries.dtype} of shape {queries.shape}; the store holds {dim}-d "
+            f"vectors: give float ({dim},) or (queries, {dim})"
+        )
+    return queries
 
 
 def _pick_fields(available: list[str], wanted: str | None) -> list[str]:
@@ -154,13 +197,25 @@ def info(args: argparse.Namespace) -> int:
         "chunk_rows": manifest.chunk_rows,
         "int8 ranges": calibration or "not yet calibrated",
         "model": description.model if description else None,
-        "text": _describe_text(description.text) if description else None,
+        "text": _describe_text(description.text) if description and description.text else None,
+        "vectors": description.made_from if description and description.vectors else None,
         "bytes": dict(sizes) | {"on disk": on_disk},
     }
     if args.json:
         print(json.dumps(facts))
         return 0
-    for key in ("store", "rows", "dim", "chunks", "chunk_rows", "int8 ranges", "model", "text"):
+    keys = (
+        "store",
+        "rows",
+        "dim",
+        "chunks",
+        "chunk_rows",
+        "int8 ranges",
+        "model",
+        "text",
+        "vectors",
+    )
+    for key in keys:
         value = facts[key]
         if value is not None:
             print(
@@ -253,6 +308,14 @@ def serve(args: argparse.Namespace) -> int:
         path, encoder = _ready_demo_store(args)
         serve_page(path, host=args.host, port=args.port, model=encoder, title=DEMO_TITLE)
     else:
+        from .text_store import TextStore
+
+        description = TextStore.open(args.store).description
+        if description is not None and description.text is None:
+            raise ValueError(
+                f"the search page searches text fields: {args.store} holds "
+                f"{description.made_from}; search it with fastquant search"
+            )
         serve_page(args.store, host=args.host, port=args.port, model=args.model)
     return 0
 

@@ -1,11 +1,14 @@
-"""Text in, store out: stream a file's records, embed them, quantize them into a ``CorpusStore``.
+"""Records in, store out: stream a file's records, embed them (or take their precomputed
+embeddings), quantize them into a ``CorpusStore``.
 
 ``index_file`` runs the stages of :mod:`fastquant.pipeline`: it reads the input in batches (never
-all of it), embeds each batch, calibrates a new store on the first rows, and commits groups of
-embedded batches: their source records first (``records/``, see :mod:`fastquant.records`), then
-the store's atomic append. Re-running it after an interruption continues from the last committed
+all of it), embeds each batch (or reads its vectors from a parquet column or a ``.npy`` file,
+:mod:`fastquant.precomputed`), calibrates a new store on the first rows, and commits groups of
+batches: their source records first (``records/``, see :mod:`fastquant.records`), then the
+store's atomic append. Re-running it after an interruption continues from the last committed
 row. The store's ``records/index.json`` (:mod:`fastquant.text_store`) remembers the model and the
-text recipe, so it can be searched by text later (:class:`fastquant.texts.TextIndex`).
+text recipe (or where the vectors came from), so it can be searched later
+(:class:`fastquant.texts.TextIndex`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from .encoders import Encoder, encoder_name, load_encoder
 from .pipeline import (
@@ -28,10 +32,12 @@ from .pipeline import (
     ProgressCallback,
     StageSeconds,
     TextVectors,
+    VectorSource,
     calibrate,
     embedded_batches,
     first_batches,
 )
+from .precomputed import ColumnVectors, NpyVectors, RowNumbers
 from .sources import InputError, TextRecipe, TextSource, concat_batches
 from .store import DEFAULT_CHUNK_ROWS, CorpusStore, StoreNotFoundError
 from .text_store import IndexDescription, TextStore
@@ -43,10 +49,12 @@ DEFAULT_CALIBRATION_ROWS = 2048
 
 @dataclass(frozen=True)
 class IndexReport:
-    """What one ``index_file`` run did. Times are wall seconds of this run."""
+    """What one ``index_file`` run did. Times are wall seconds of this run; ``model`` is None
+    for precomputed embeddings (``seconds_embedding`` is then the time spent converting and
+    checking them)."""
 
     store_path: Path
-    model: str
+    model: str | None
     rows_added: int
     rows_total: int
     resumed_from: int
@@ -63,12 +71,14 @@ class IndexReport:
 
 
 def index_file(
-    input_path: str | os.PathLike[str],
+    input_path: str | os.PathLike[str] | None,
     store_path: str | os.PathLike[str],
     *,
     text_column: str | None = None,
     template: str | None = None,
     model: str | Encoder | None = None,
+    embedding_column: str | None = None,
+    embeddings: str | os.PathLike[str] | None = None,
     batch_size: int = DEFAULT_BATCH_ROWS,
     calibration_rows: int = DEFAULT_CALIBRATION_ROWS,
     ranges: Any | None = None,
@@ -82,42 +92,69 @@ def index_file(
 
     The text of a record is its ``text_column`` or the ``template`` filled from its columns (e.g.
     ``"Name: {Medicine Name}. Uses: {Uses}"``). ``model`` is an :class:`~fastquant.encoders.Encoder`
-    or a :func:`~fastquant.encoders.load_encoder` spec (default all-MiniLM-L6-v2). The int8 ranges
+    or a :func:`~fastquant.encoders.load_encoder` spec (default all-MiniLM-L6-v2). Precomputed
+    embeddings take the model's place: ``embedding_column``, a parquet column of float lists (the
+    records keep the other columns), or ``embeddings``, a 2-D float ``.npy`` file whose row ``i``
+    belongs to input row ``i`` (``input_path`` None: the records are ``{"row": i}``). The int8 ranges
     are ``ranges (2, dim)`` if given, else calibrated on the first ``calibration_rows`` rows.
     ``rows=(start, stop)`` indexes only that row range of the input (a shard). Embedded batches are
     committed together every ``commit_seconds`` (0: every batch). ``progress`` is a progress bar
     (True), nothing (False) or a callback after each commit; ``log`` receives one-line notices.
 
-    If the store exists, indexing resumes after its last committed row; the model, text recipe and
-    input columns must match the ones it was built with.
+    If the store exists, indexing resumes after its last committed row; the model, text recipe (or
+    the source of the vectors) and input columns must match the ones it was built with. A bad
+    vector (wrong dimension, NaN/Inf, missing) raises :class:`~fastquant.sources.InputError`
+    naming its row, before anything of its batch is committed.
     """
     started = time.perf_counter()
     positive_int("batch_size", batch_size)
     positive_int("calibration_rows", calibration_rows)
+    what = {"text_column": text_column, "template": template}
+    what |= {"embedding_column": embedding_column, "embeddings": embeddings}
+    given = [name for name, value in what.items() if value is not None]
+    if len(given) != 1:
+        raise ValueError(f"give one of {', '.join(what)} (got {', '.join(given) or 'none'})")
+    if model is not None and (embedding_column is not None or embeddings is not None):
+        raise ValueError("model embeds text; precomputed embeddings need none")
     say = log or (lambda message: None)
-    source = TextSource(input_path)
-    recipe = TextRecipe(source.columns, text_column=text_column, template=template)
+    npy = None if embeddings is None else NpyVectors(embeddings)
+    if input_path is None and npy is None:
+        raise ValueError("input_path is needed, except with embeddings (a .npy file)")
+    source = RowNumbers(npy) if input_path is None else TextSource(input_path)
+    if npy is not None and input_path is not None and npy.rows != source.count_rows():
+        raise InputError(
+            f"{npy.path} has {npy.rows:,} rows but {source.path} has {source.count_rows():,}: "
+            "row i of the embeddings belongs to row i of the input"
+        )
     first_row, total = _rows_to_index(source, rows)
     seconds = StageSeconds()
     with _Target(Path(store_path), chunk_rows) as target:
-        vector_source = TextVectors(recipe, _encoder(model, target))
+        if npy is not None:
+            vector_source: VectorSource = npy
+        elif embedding_column is not None:
+            vector_source = ColumnVectors(source, embedding_column)
+        else:
+            recipe = TextRecipe(source.columns, text_column=text_column, template=template)
+            vector_source = TextVectors(recipe, _encoder(model, target))
+        no_rows = pa.RecordBatch.from_pylist([], schema=source.schema)
         description = IndexDescription(
             model=vector_source.model,
             dim=vector_source.dim,
-            text=vector_source.describe(),
-            columns=tuple(source.columns),
+            columns=tuple(vector_source.records(no_rows).schema.names),
             source=str(source.path.resolve()),
             start_row=first_row,
+            **{"text": None, "vectors": None, **vector_source.describe()},
         )
         target.resume(description)
         done = len(target)
         if done:
-            _require_same_input(target, source, first_row, done, total)
+            _require_same_input(target, source, vector_source, first_row, done, total)
             say(f"resuming: {done:,} of {total:,} rows are already in {target.path}")
         policy = CommitPolicy(commit_seconds)
         with Progress(progress, total, done=done) as shown:
             record_batches = source.batches(batch_size, first_row + done, first_row + total)
-            batches = shown.track(embedded_batches(record_batches, vector_source, seconds))
+            embedded = embedded_batches(record_batches, vector_source, seconds, first_row + done)
+            batches = shown.track(embedded)
             first: list[EmbeddedBatch] = []
             if target.store is None:
                 first = first_batches(batches, calibration_rows)
@@ -141,7 +178,9 @@ def index_file(
         )
 
 
-def _rows_to_index(source: TextSource, rows: tuple[int, int | None] | None) -> tuple[int, int]:
+def _rows_to_index(
+    source: TextSource | RowNumbers, rows: tuple[int, int | None] | None
+) -> tuple[int, int]:
     """The first input row to index and how many rows from it (``rows``: ``(start, stop)``)."""
     start, stop = (0, None) if rows is None else rows
     if start < 0 or (stop is not None and stop < start):
@@ -183,19 +222,30 @@ class _Target:
         # Before the writer lock, whose taking cuts the store's own leftovers: records that do not
         # end where the store does (or at most one commit later) prove that the store lost rows.
         self.text.records.uncommitted(len(self.store))
+        self.require_described()
         if self.text.description is not None:
             self.text.description.require_same(
                 self.path,
                 text=description.text,
+                vectors=description.vectors,
                 columns=description.columns,
                 start_row=description.start_row,
             )
         if self.store.dim != description.dim:
             raise InputError(
-                f"{self.path} holds {self.store.dim}-d embeddings but model "
-                f"{description.model!r} makes {description.dim}-d ones"
+                f"{self.path} holds {self.store.dim}-d embeddings but "
+                f"{description.made_from} makes {description.dim}-d ones"
             )
         self._prepare(description)
+
+    def require_described(self) -> None:
+        """Refuse a store that holds rows ``index_file`` did not make (no description)."""
+        if self.text.description is None and len(self):
+            raise InputError(
+                f"{self.path} holds rows that were not indexed from text or precomputed "
+                f"embeddings by fastquant index (no {self.text.description_file}); index into a "
+                "new directory"
+            )
 
     def create(
         self, description: IndexDescription, ranges: Any | None, first: list[EmbeddedBatch]
@@ -249,11 +299,12 @@ def _existing_store(path: Path) -> CorpusStore | None:
 def _encoder(model: str | Encoder | None, target: _Target) -> Encoder:
     """The encoder to index with: ``model``, else the one the store was indexed with, else the
     default; a store is only ever extended with its own model."""
+    target.require_described()
     described = target.text.description
-    if described is None and len(target):
+    if described is not None and described.model is None:
         raise InputError(
-            f"{target.path} holds rows that were not indexed from text (no "
-            f"{target.text.description_file}); index into a new directory"
+            f"{target.path} was indexed from {described.made_from}, not from text; index "
+            "into a new directory"
         )
     if described is not None and model is not None:
         wanted = encoder_name(model) if isinstance(model, str) else model.name
@@ -264,7 +315,12 @@ def _encoder(model: str | Encoder | None, target: _Target) -> Encoder:
 
 
 def _require_same_input(
-    target: _Target, source: TextSource, first_row: int, done: int, total: int
+    target: _Target,
+    source: TextSource | RowNumbers,
+    vector_source: VectorSource,
+    first_row: int,
+    done: int,
+    total: int,
 ) -> None:
     """Refuse to resume from an input that is not the one the store's rows came from."""
     if done > total:
@@ -273,7 +329,7 @@ def _require_same_input(
             "index: it is not the input the store was built from"
         )
     last = first_row + done - 1
-    (last_input,) = next(source.batches(1, last, last + 1)).to_pylist()
+    (last_input,) = vector_source.records(next(source.batches(1, last, last + 1))).to_pylist()
     (last_stored,) = target.text.records.get([done - 1])
     if last_input != last_stored:
         raise InputError(

@@ -1,9 +1,10 @@
 """The stages of indexing, shared by :func:`~fastquant.embed.index_file` and ``distributed.index``.
 
 1. reading: record batches of the input (:meth:`fastquant.sources.TextSource.batches`);
-2. vectors: a :class:`VectorSource` turns each batch into vectors — :class:`TextVectors` embeds
-   each record's text with a model; this is the piece to replace to index something else, such
-   as precomputed embeddings (:func:`embedded_batches` runs stages 1 and 2 and times them);
+2. vectors: a :class:`VectorSource` turns each batch into vectors and the records kept —
+   :class:`TextVectors` embeds each record's text with a model, the sources of
+   :mod:`fastquant.precomputed` take vectors computed elsewhere (a parquet column, a ``.npy``
+   file) (:func:`embedded_batches` runs stages 1 and 2 and times them);
 3. calibration: a new store's int8 ranges come from the input's first batches
    (:func:`first_batches`, :func:`calibrate`);
 4. committing: embedded batches are grouped into commits by a :class:`CommitPolicy`;
@@ -40,17 +41,24 @@ ProgressCallback = Callable[[int, int], None]
 class VectorSource(Protocol):
     """Where the vectors of a batch of records come from; recorded in the store's description."""
 
-    #: The model's :func:`~fastquant.encoders.load_encoder` spec (``IndexDescription.model``).
-    model: str
+    #: The model's :func:`~fastquant.encoders.load_encoder` spec (``IndexDescription.model``),
+    #: None for vectors computed elsewhere.
+    model: str | None
     #: Vector dimension.
     dim: int
 
-    def describe(self) -> dict[str, str]:
-        """How a record becomes a vector, as stored (``IndexDescription.text``)."""
+    def describe(self) -> dict[str, dict[str, str]]:
+        """How a record becomes a vector, as stored: ``{"text": recipe}`` (``IndexDescription.text``)
+        or ``{"vectors": where}`` (``IndexDescription.vectors``)."""
         ...
 
-    def vectors(self, records: pa.RecordBatch) -> np.ndarray:
-        """``(records.num_rows, dim) float32`` vectors, one per record, in order."""
+    def records(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """What of an input batch is kept as its records (the vectors themselves are not)."""
+        ...
+
+    def vectors(self, records: pa.RecordBatch, first_row: int) -> np.ndarray:
+        """``(records.num_rows, dim) float32`` vectors of an input batch whose first row is row
+        ``first_row`` of the input, one per record, in order."""
         ...
 
 
@@ -61,10 +69,13 @@ class TextVectors:
         self.recipe, self.encoder = recipe, encoder
         self.model, self.dim = encoder.name, encoder.dim
 
-    def describe(self) -> dict[str, str]:
-        return self.recipe.describe()
+    def describe(self) -> dict[str, dict[str, str]]:
+        return {"text": self.recipe.describe()}
 
-    def vectors(self, records: pa.RecordBatch) -> np.ndarray:
+    def records(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch
+
+    def vectors(self, records: pa.RecordBatch, first_row: int) -> np.ndarray:
         return self.encoder.encode(self.recipe.texts(records))
 
 
@@ -89,10 +100,14 @@ class StageSeconds:
 
 
 def embedded_batches(
-    record_batches: Iterable[pa.RecordBatch], source: VectorSource, seconds: StageSeconds
+    record_batches: Iterable[pa.RecordBatch],
+    source: VectorSource,
+    seconds: StageSeconds,
+    first_row: int = 0,
 ) -> Iterator[EmbeddedBatch]:
-    """Each record batch with its vectors; time spent reading and embedding is added to ``seconds``
-    (time the consumer spends between batches is not)."""
+    """Each record batch (the first is row ``first_row`` of the input) with its vectors, as
+    ``source`` keeps them; time spent reading and making vectors is added to ``seconds`` (time
+    the consumer spends between batches is not)."""
     batches = iter(record_batches)
     while True:
         reading = time.perf_counter()
@@ -100,10 +115,11 @@ def embedded_batches(
         if records is None:
             return
         embedding = time.perf_counter()
-        vectors = source.vectors(records)
+        vectors = source.vectors(records, first_row)
         seconds.reading += embedding - reading
         seconds.embedding += time.perf_counter() - embedding
-        yield EmbeddedBatch(records, vectors)
+        yield EmbeddedBatch(source.records(records), vectors)
+        first_row += records.num_rows
 
 
 def first_batches(batches: Iterator[EmbeddedBatch], rows: int) -> list[EmbeddedBatch]:

@@ -37,23 +37,38 @@ FORMAT_VERSION = 2
 #: Largest ``index.json`` read (its columns and template are the bulk).
 MAX_DESCRIPTION_BYTES = 16 << 20
 _MAX_MARKER_BYTES = 4096
-_FIELDS = {"model", "dim", "text", "columns", "source", "start_row"}
+_FIELDS = {"model", "dim", "text", "vectors", "columns", "source", "start_row"}
+#: Where precomputed vectors came from: a parquet column, or a ``.npy`` file (its path).
+VECTOR_SOURCES = ("column", "npy")
 
 
 @dataclass(frozen=True)
 class IndexDescription:
     """How a store's rows were made from an input file: the contents of ``records/index.json``.
 
-    ``text`` is the text recipe, ``{"column": name}`` or ``{"template": text}``; ``source`` and
-    ``start_row`` may be None in descriptions written before they were recorded.
+    Rows embedded from text have a ``model`` and a ``text`` recipe, ``{"column": name}`` or
+    ``{"template": text}``; rows of precomputed embeddings have neither, and ``vectors``, where
+    they came from: ``{"column": name}`` (a parquet column) or ``{"npy": path}``. ``columns`` are
+    the columns of the records kept; ``source`` and ``start_row`` may be None in descriptions
+    written before they were recorded.
     """
 
-    model: str
+    model: str | None
     dim: int
-    text: dict[str, str]
+    text: dict[str, str] | None
     columns: tuple[str, ...]
     source: str | None = None
     start_row: int | None = None
+    vectors: dict[str, str] | None = None
+
+    @property
+    def made_from(self) -> str:
+        """What made the vectors, for messages: ``model 'minilm'`` or ``precomputed embeddings
+        (column 'emb')``."""
+        if self.vectors is None:
+            return f"model {self.model!r}"
+        ((kind, where),) = self.vectors.items()
+        return f"precomputed embeddings ({'column ' + repr(where) if kind == 'column' else where})"
 
     def to_json(self) -> bytes:
         """The ``index.json`` bytes of this description (sealed: ``json_crc32`` last)."""
@@ -64,9 +79,10 @@ class IndexDescription:
             "columns": list(self.columns),
             "source": self.source,
             "start_row": self.start_row,
-            "format_version": FORMAT_VERSION,
         }
-        return seal(body)
+        if self.vectors is not None:
+            body["vectors"] = self.vectors
+        return seal({**body, "format_version": FORMAT_VERSION})
 
     @classmethod
     def from_json(cls, data: bytes, file: Path) -> IndexDescription:
@@ -83,6 +99,12 @@ class IndexDescription:
             then = getattr(self, key)
             if _shown(then) == _shown(now):
                 continue
+            if key in ("text", "vectors") and (then is None) != (now is None):
+                built = "from text" if self.vectors is None else f"from {self.made_from}"
+                raise InputError(
+                    f"{store_path} was indexed {built}, not {'from text' if now is None else key}"
+                    "; index into a new directory"
+                )
             if key == "model":
                 raise InputError(
                     f"{store_path} was indexed with model {then!r}, not {now!r}; "
@@ -115,12 +137,13 @@ def _parse_description(data: bytes, file: Path) -> tuple[IndexDescription, bool]
         if unknown:
             raise ValueError(f"unknown field {unknown[0]!r}")
         description = IndexDescription(
-            model=_field(fields, "model", str),
+            model=_field(fields, "model", str, optional=True),
             dim=_field(fields, "dim", int),
-            text=_field(fields, "text", dict),
+            text=_field(fields, "text", dict, optional=True),
             columns=tuple(_field(fields, "columns", list)),
             source=_field(fields, "source", str, optional=True),
             start_row=_field(fields, "start_row", int, optional=True),
+            vectors=_field(fields, "vectors", dict, optional=True),
         )
         _check(description)
     except ValueError as error:
@@ -149,13 +172,24 @@ def _unseal_versioned(file: Path, body: dict[str, Any]) -> dict[str, Any]:
 
 def _check(description: IndexDescription) -> None:
     """ValueError unless every field holds a value fastquant writes."""
-    if not description.model:
-        raise ValueError("'model' is empty")
     if not 0 < description.dim < 1 << 31:
         raise ValueError(f"'dim' is {description.dim}")
-    text = description.text
-    if len(text) != 1 or not isinstance(text.get("column", text.get("template")), str):
-        raise ValueError(f"'text' is {text!r}, not {{'column': ...}} or {{'template': ...}}")
+    text, vectors = description.text, description.vectors
+    if (text is None) == (vectors is None):
+        raise ValueError("it needs one of 'text' (a text recipe) and 'vectors' (precomputed)")
+    if text is not None:
+        if not description.model:
+            raise ValueError(f"'model' is {description.model!r}: text needs a model")
+        if len(text) != 1 or not isinstance(text.get("column", text.get("template")), str):
+            raise ValueError(f"'text' is {text!r}, not {{'column': ...}} or {{'template': ...}}")
+    else:
+        if description.model is not None:
+            raise ValueError(f"'model' is {description.model!r} for precomputed vectors")
+        if len(vectors) != 1 or not all(
+            kind in VECTOR_SOURCES and isinstance(where, str) and where
+            for kind, where in vectors.items()
+        ):
+            raise ValueError(f"'vectors' is {vectors!r}, not {{'column': ...}} or {{'npy': ...}}")
     columns = description.columns
     if not all(isinstance(name, str) for name in columns) or len(set(columns)) != len(columns):
         raise ValueError(f"'columns' is {list(columns)!r}, not a list of distinct names")

@@ -1,4 +1,5 @@
-"""Searching a store built by ``fastquant index`` with text queries, answers as source records."""
+"""Searching a store built by ``fastquant index`` with text queries (or query vectors), answers as
+source records."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER
 from .encoders import Encoder, load_encoder
@@ -26,7 +30,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class TextResults:
-    """The answers to one query and where the time went (seconds)."""
+    """The answers to one query (its text, or ``"vector i"``) and where the time went (seconds)."""
 
     query: str
     hits: list[Hit]
@@ -39,7 +43,9 @@ class TextIndex:
 
     ``description`` (:class:`~fastquant.text_store.IndexDescription`) says how the store was
     indexed; ``records`` holds the source record of each row. The model is loaded on the first
-    search (or passed as ``encoder``).
+    text search (or passed as ``encoder``, which a store of precomputed embeddings needs for text
+    queries: one that makes vectors of the store's dimension); :meth:`search_vectors` searches
+    with vectors.
     """
 
     def __init__(self, store: CorpusStore, text_store: TextStore, encoder: Encoder | None) -> None:
@@ -48,7 +54,10 @@ class TextIndex:
         self.records = text_store.records
         self.records.require_rows(len(store))
         if encoder is not None and encoder.dim != store.dim:
-            raise ValueError(f"the encoder makes {encoder.dim}-d vectors, the store {store.dim}-d")
+            raise ValueError(
+                f"model {encoder.name!r} makes {encoder.dim}-d vectors, but {store.path} holds "
+                f"{store.dim}-d ones ({self.description.made_from})"
+            )
 
     @classmethod
     def open(
@@ -89,17 +98,27 @@ class TextIndex:
 
     @property
     def encoder(self) -> Encoder:
+        """The model that embeds text queries (ValueError for a store of precomputed embeddings
+        opened without one)."""
         if self._encoder is None:
+            if self.description.model is None:
+                raise ValueError(
+                    f"{self.path} holds {self.description.made_from}: embed text queries with a "
+                    f"model that makes {self.store.dim}-d vectors (--model), or search with "
+                    "vectors (--query-vector FILE.npy)"
+                )
             self._encoder = load_encoder(self.description.model)
         return self._encoder
 
-    def warm_up(self) -> None:
-        """Load the model and the compiled kernels now, so that timings show steady-state searches.
+    def warm_up(self, text: bool = True) -> None:
+        """Load the model (for ``text`` queries) and the compiled kernels now, so that timings
+        show steady-state searches.
 
         The first search in a process otherwise pays for both (about 0.5 s for the kernels).
         """
         if len(self.store):
-            self.store.search(self.encoder.encode(["warm-up"]), 1)
+            query = self.encoder.encode(["warm-up"]) if text else np.ones((1, self.store.dim))
+            self.store.search(query, 1)
 
     def search(
         self,
@@ -121,23 +140,48 @@ class TextIndex:
         encoder = self.encoder  # loaded before the clock starts
         started = time.perf_counter()
         query_f32 = encoder.encode(texts)
-        embedded = time.perf_counter()
+        embedding = time.perf_counter() - started
+        return self._answers(texts, query_f32, embedding, k, rescore_multiplier, backend, threads)
+
+    def search_vectors(
+        self,
+        query_f32: Any,
+        k: int = DEFAULT_K,
+        *,
+        rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
+        backend: str = DEFAULT_BACKEND,
+        threads: int | None = None,
+    ) -> list[TextResults]:
+        """The top ``k`` records for each query vector of ``query_f32 (q, dim)`` (or one
+        ``(dim,)``), as :meth:`search` answers text; the queries are named ``"vector i"``."""
+        queries = np.asarray(query_f32)
+        labels = [f"vector {i}" for i in range(len(queries) if queries.ndim == 2 else 1)]
+        return self._answers(labels, queries, 0.0, k, rescore_multiplier, backend, threads)
+
+    def _answers(
+        self,
+        labels: list[str],
+        query_f32: Any,
+        embedding: float,
+        k: int,
+        rescore_multiplier: int,
+        backend: str,
+        threads: int | None,
+    ) -> list[TextResults]:
+        """Search ``query_f32``; one :class:`TextResults` per query, named by ``labels``."""
+        started = time.perf_counter()
         scores, ids = self.store.search(
             query_f32, k, rescore_multiplier=rescore_multiplier, backend=backend, threads=threads
         )
-        searched = time.perf_counter()
+        searching = time.perf_counter() - started
         self.records.require_rows(len(self.store))  # records deleted or reloaded since opening
-        per_query = len(texts)
+        per_query = len(labels)
         results = []
-        for text, row_scores, row_ids in zip(texts, scores, ids):
+        for label, row_scores, row_ids in zip(labels, scores, ids):
             records = self.records.get(row_ids)
             hits = [
                 Hit(rank, int(i), float(score), record)
                 for rank, (i, score, record) in enumerate(zip(row_ids, row_scores, records), 1)
             ]
-            results.append(
-                TextResults(
-                    text, hits, (embedded - started) / per_query, (searched - embedded) / per_query
-                )
-            )
+            results.append(TextResults(label, hits, embedding / per_query, searching / per_query))
         return results
