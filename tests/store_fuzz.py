@@ -84,11 +84,11 @@ EXTRA_KINDS = {
     "manifest": ("json", "json resealed", "text"),
     "calibration": ("npy resealed",),
 }
+#: What a folder target can suffer as a whole (``_replace_folder``), before its own kinds.
+REPLACED_FOLDER = ("delete", "file", "symlink outside")
 FOLDER_KINDS = {
     "chunks folder": (
-        "delete",
-        "file",
-        "symlink outside",
+        *REPLACED_FOLDER,
         "stray directory",
         "stray file",
         "stray symlink",
@@ -119,10 +119,15 @@ class Case:
     hot: bool
 
 
+#: The folder that each folder target deletes or replaces as a whole.
+FOLDERS = {"chunks folder": "chunks", "records folder": "records"}
 #: Every file target: the store's and its text index's.
 ALL_FILE_TARGETS = {**FILE_TARGETS, **fuzz_text.FILE_TARGETS}
 ALL_EXTRA_KINDS = {**EXTRA_KINDS, **fuzz_text.EXTRA_KINDS}
-ALL_FOLDER_KINDS = {**FOLDER_KINDS, **fuzz_text.FOLDER_KINDS}
+ALL_FOLDER_KINDS = {
+    **FOLDER_KINDS,
+    **{target: (*REPLACED_FOLDER, *kinds) for target, kinds in fuzz_text.FOLDER_KINDS.items()},
+}
 #: In the CI set, each kind of file damage hits this many store files and text index files.
 STORE_FILES_PER_KIND, TEXT_FILES_PER_KIND = 4, 2
 
@@ -208,6 +213,8 @@ def damage(case_dir: Path, case: Case) -> str:
     """Apply ``case`` to the copy of the store in ``case_dir``; returns what was done."""
     rng = np.random.default_rng(case.seed)
     store, outside = case_dir / "store", case_dir / "outside"
+    if case.target in FOLDERS and case.kind in REPLACED_FOLDER:
+        return _replace_folder(store / FOLDERS[case.target], outside, case.kind)
     if case.target in fuzz_text.FOLDER_KINDS:
         return fuzz_text.damage_folder(store, outside, case.kind, rng)
     if case.target in FOLDER_KINDS:
@@ -223,6 +230,21 @@ def damage(case_dir: Path, case: Case) -> str:
     if case.kind == "npy resealed":
         return _damage_calibration(store, rng)
     return _damage_file(store, outside, file, case.kind, rng)
+
+
+def _replace_folder(folder: Path, outside: Path, kind: str) -> str:
+    """Delete ``folder``, or put a file or a symlink to an identical copy outside in its place."""
+    if kind == "symlink outside":
+        shutil.copytree(folder, outside / folder.name)
+    shutil.rmtree(folder)
+    if kind == "delete":
+        return f"{folder.name}/ deleted"
+    if kind == "file":
+        folder.write_bytes(b"not a folder")
+        return f"{folder.name}/ replaced by a file"
+    assert kind == "symlink outside", kind
+    folder.symlink_to(outside / folder.name)
+    return f"{folder.name}/ replaced by a symlink to an identical copy outside"
 
 
 def _damage_file(store: Path, outside: Path, file: Path, kind: str, rng) -> str:
@@ -288,18 +310,6 @@ def _damage_folder(store: Path, outside: Path, target: str, kind: str, rng) -> s
             return "a symlink named like a calibration temp file, to a file outside"
         (store / "notes.txt").write_text("mine")
         return "a file of the user's in the store folder"
-    if kind == "delete":
-        shutil.rmtree(chunks)
-        return "chunks/ deleted"
-    if kind == "file":
-        shutil.rmtree(chunks)
-        chunks.write_bytes(b"not a folder")
-        return "chunks/ replaced by a file"
-    if kind == "symlink outside":
-        shutil.copytree(chunks, outside / "chunks")
-        shutil.rmtree(chunks)
-        chunks.symlink_to(outside / "chunks")
-        return "chunks/ replaced by a symlink to an identical copy outside"
     name = f"{int(rng.choice([4, 5, 9])):06d}.{rng.choice(['bits', 'codes'])}"
     if kind == "stray directory":
         name = name if not name.startswith("000004") else "000009.bits"

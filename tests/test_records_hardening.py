@@ -26,7 +26,7 @@ from fastquant.text_store import TextStore, verify_store
 from fastquant.texts import TextIndex
 from store_fuzz import reseal, snapshot
 from test_embed import HashEncoder, write_parquet
-from test_store_hardening import _within
+from test_store_hardening import _within, full_disk_for
 
 TIMEOUT_S = 20
 OPTIONS = {"batch_size": 10, "calibration_rows": 10, "commit_seconds": 0, "progress": False}
@@ -286,22 +286,9 @@ def test_one_commit_of_records_past_the_store_is_an_interrupted_run_and_is_cut(t
 
 
 def test_a_full_disk_while_writing_records_names_the_file_and_leaves_nothing(tmp_path):
-    import fastquant.store.safe_files as safe_files
-
     source, store = _indexed(tmp_path)
     before = snapshot(tmp_path)
-    real_create = safe_files._create_new
-
-    def on_a_full_disk(temp: Path) -> int:
-        fd = real_create(temp)
-        if temp.name.endswith(f".arrow.tmp-{os.getpid()}"):
-            full = os.open("/dev/full", os.O_WRONLY)
-            os.dup2(full, fd)  # every write to the temp file now fails with ENOSPC
-            os.close(full)
-        return fd
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(safe_files, "_create_new", on_a_full_disk)
+    with full_disk_for(r"\.\d{12}-\d+-[0-9a-f]{8}\.arrow\.tmp-\d+"):
         with pytest.raises(
             StoreWriteError,
             match=r"writing records 40 to 49 failed, nothing was committed: \[Errno 28\] No space "

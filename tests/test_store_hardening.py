@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -669,17 +672,17 @@ def test_a_newer_format_is_refused_before_its_checksum_is_read(tmp_path):
         CorpusStore.open(store.path)
 
 
-@pytest.mark.parametrize("file", ["manifest.json", "calibration.npy"])
-def test_a_full_disk_while_writing_the_manifest_or_calibration_names_the_file(tmp_path, file):
+@contextmanager
+def full_disk_for(temp_name: str) -> Iterator[None]:
+    """Inside the block, every write to a temp file (``write_file_atomically``) whose name
+    matches the regex ``temp_name`` fails with ENOSPC, as on a full disk."""
     import fastquant.store.safe_files as safe_files
 
-    store = _empty_store(tmp_path / "store", ranges=None)  # the first append writes the ranges
-    before = _without_lock(snapshot(tmp_path))
     real_create = safe_files._create_new
 
     def on_a_full_disk(temp: Path) -> int:
         fd = real_create(temp)
-        if temp.name.startswith(f".{file}.tmp"):
+        if re.fullmatch(temp_name, temp.name):
             full = os.open("/dev/full", os.O_WRONLY)
             os.dup2(full, fd)  # every write to the temp file now fails with ENOSPC
             os.close(full)
@@ -687,6 +690,14 @@ def test_a_full_disk_while_writing_the_manifest_or_calibration_names_the_file(tm
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(safe_files, "_create_new", on_a_full_disk)
+        yield
+
+
+@pytest.mark.parametrize("file", ["manifest.json", "calibration.npy"])
+def test_a_full_disk_while_writing_the_manifest_or_calibration_names_the_file(tmp_path, file):
+    store = _empty_store(tmp_path / "store", ranges=None)  # the first append writes the ranges
+    before = _without_lock(snapshot(tmp_path))
+    with full_disk_for(rf"\.{re.escape(file)}\.tmp-\d+"):
         with pytest.raises(
             StoreWriteError, match=f"No space left on device \\(writing .*/{file}\\)"
         ):
