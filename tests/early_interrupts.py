@@ -44,10 +44,16 @@ def write_input(folder: Path) -> Path:
 
 
 def interrupt(
-    entry: str, delay: float, input_file: Path, store: Path, src: Path | None = None
+    entry: str,
+    delay: float,
+    input_file: Path,
+    store: Path,
+    src: Path | None = None,
+    after: str | None = None,
 ) -> tuple[str, str]:
     """Start ``fastquant index`` (WordLlama) of ``input_file`` into ``store`` as ``entry``, send
-    SIGINT after ``delay`` s; returns ``(outcome, stderr)``."""
+    SIGINT after ``delay`` s (counted from when a library whose path holds ``after`` is mapped
+    into the process, if given: past the interpreter's start-up); returns ``(outcome, stderr)``."""
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
@@ -59,12 +65,25 @@ def interrupt(
         stderr=subprocess.PIPE,
         text=True,
     )
+    if after is not None:
+        _wait_for_library(child, after)
     time.sleep(delay)
     finished = child.poll() is not None
     if not finished:
         child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=120)
     return judge(child.returncode, stderr, finished), stderr
+
+
+def _wait_for_library(child: subprocess.Popen, name: str, timeout: float = 60.0) -> None:
+    """Return once ``child`` has a file whose path holds ``name`` mapped (Linux ``/proc``)."""
+    deadline = time.monotonic() + timeout
+    maps = Path(f"/proc/{child.pid}/maps")
+    while time.monotonic() < deadline and child.poll() is None:
+        if name in maps.read_text():
+            return
+        time.sleep(0.002)
+    raise TimeoutError(f"{name} was not loaded within {timeout} s")
 
 
 def judge(returncode: int, stderr: str, finished: bool) -> str:

@@ -21,6 +21,9 @@ def main() -> int:
             raise
         print("fastquant: interrupted", file=sys.stderr)
         return interrupts.handled()
+    if interrupts.interrupted():  # swallowed by an import's bare ``except:``
+        print("fastquant: interrupted", file=sys.stderr)
+        return interrupts.handled()
     return run_command()
 
 

@@ -215,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         command = args.command
         check_integer_options(args)
-        return args.run(args)
+        status = args.run(args)
+        # Ctrl-C that something swallowed on its way (a library's bare ``except:``) still counts.
+        return _interrupted(command) if interrupts.interrupted() else status
     except BrokenPipeError:  # the reader of our output left (`fastquant info DIR | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
