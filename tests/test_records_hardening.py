@@ -236,13 +236,15 @@ def _lower_the_manifest(store: Path, by: int, *, format_1: bool) -> None:
     """Lower the last chunk's rows by ``by`` with CRCs to match: a manifest that passes every check."""
     body = json.loads((store / "manifest.json").read_text())
     chunk = body["chunks"][-1]
+    rows = chunk["rows"]
     chunk["rows"] -= by
     body["rows"] -= by
-    for kind, width in (("bits", body["bits_width"]), ("codes", body["dim"])):
-        chunk[f"{kind}_crc32"] = zlib.crc32(
-            (store / chunk[kind]).read_bytes()[: chunk["rows"] * width]
-        )
+    for key in [key for key in chunk if key.endswith("_crc32")]:  # every file of the chunk
+        data = (store / chunk[key.removesuffix("_crc32")]).read_bytes()
+        chunk[key] = zlib.crc32(data[: chunk["rows"] * (len(data) // rows)])
     if format_1:
+        if body.pop("bits", "sign") != "sign" or body.pop("centre_crc32", None) is not None:
+            pytest.skip("fastquant 0.1 (format 1) stored sign bits only")
         body = {k: v for k, v in body.items() if k != "json_crc32"} | {"format_version": 1}
     else:
         body = reseal(body)
