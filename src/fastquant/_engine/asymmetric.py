@@ -60,14 +60,26 @@ class PlaneQueries:
         return self.offsets.shape[0]
 
 
-def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQueries:
-    """Prepare validated ``queries (q, d) float32`` for a corpus centred at ``centre (d,)``."""
+def _projected(queries: np.ndarray, centre: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``q' = q - alpha c`` (float64) and ``alpha = (q . c) / |c|^2`` of each query, row by row."""
     q64 = queries.astype(np.float64)
     alphas = np.zeros(len(q64))
     if centre is not None and centre.any():
         c64 = centre.astype(np.float64)
         alphas = (q64 * c64).sum(axis=1) / (c64 * c64).sum()
         q64 = q64 - alphas[:, None] * c64
+    return q64, alphas
+
+
+def centred_queries(queries: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``q' (q, d) float32`` and ``alpha (q,) float32``: the float (unquantized) query side."""
+    q64, alphas = _projected(queries, centre)
+    return q64.astype(np.float32), alphas.astype(np.float32)
+
+
+def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQueries:
+    """Prepare validated ``queries (q, d) float32`` for a corpus centred at ``centre (d,)``."""
+    q64, alphas = _projected(queries, centre)
     values, offsets, deltas = _quantize(q64)
     planes = np.stack(
         [np.packbits((values >> p) & 1, axis=1) for p in range(QUERY_BITS)], axis=1
