@@ -80,13 +80,15 @@ def naive_centred_codes(x: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, 
     """Bits ``(n, ceil(d / 8)) uint8`` of ``x > centre`` and factors ``(n, 2) uint16``.
 
     ``r = x - centre`` in float64; ``f = |r|^2 / |r|_1`` (0 when ``r = 0``) and ``g = r . centre``,
-    each summed in dimension order (``np.add.accumulate``), then rounded to bfloat16.
+    each summed from 0 in dimension order (``np.add.accumulate``), then rounded to bfloat16.
     """
     bits = np.packbits(x > centre, axis=1)
     r = x.astype(np.float64) - centre.astype(np.float64)
-    squares = np.add.accumulate(r * r, axis=1)[:, -1]
-    absolutes = np.add.accumulate(np.abs(r), axis=1)[:, -1]
-    along = np.add.accumulate(r * centre.astype(np.float64), axis=1)[:, -1]
+
+    def total(terms: np.ndarray) -> np.ndarray:  # 0.0 + t_0 + t_1 + ..., left to right
+        return np.add.accumulate(np.hstack([np.zeros((len(terms), 1)), terms]), axis=1)[:, -1]
+
+    squares, absolutes, along = total(r * r), total(np.abs(r)), total(r * centre.astype(np.float64))
     f = np.divide(squares, absolutes, out=np.zeros_like(squares), where=absolutes > 0)
     return bits, np.stack([naive_bfloat16(f), naive_bfloat16(along)], axis=1)
 
