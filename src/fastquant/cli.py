@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from . import commands
-from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER
+from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER, DEFAULT_SCAN, SCANS
 from .backends import BACKEND_NAMES
 from .demo import DEMO_K
 from .embed import DEFAULT_BATCH_ROWS, DEFAULT_CALIBRATION_ROWS
@@ -34,16 +34,24 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         "-k", type=int, default=DEFAULT_K, help="answers per query (default %(default)s)"
     )
     p.add_argument(
+        "--scan",
+        default=DEFAULT_SCAN,
+        choices=SCANS,
+        help="how candidates are found: the bits against the query quantized to 4 bits "
+        "(asymmetric), against its bits (hamming), or a Hamming list narrowed by the "
+        "asymmetric score (default %(default)s)",
+    )
+    p.add_argument(
         "--rescore-multiplier",
         type=int,
         default=DEFAULT_RESCORE_MULTIPLIER,
-        help="binary candidates per answer rescored with int8 (default %(default)s)",
+        help="candidates per answer rescored with int8 (default %(default)s)",
     )
     p.add_argument(
         "--backend",
         default=DEFAULT_BACKEND,
         choices=BACKEND_NAMES,
-        help="Hamming scan engine (default %(default)s)",
+        help="scan engine; the asymmetric scan runs on numba or numpy (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER
+from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER, DEFAULT_SCAN
 from .encoders import Encoder, load_encoder
 from .store import CorpusStore
 from .text_store import TextStore
@@ -106,14 +106,16 @@ class TextIndex:
         queries: str | Sequence[str],
         k: int = DEFAULT_K,
         *,
+        scan: str = DEFAULT_SCAN,
         rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
         backend: str = DEFAULT_BACKEND,
         threads: int | None = None,
     ) -> list[TextResults]:
         """The top ``k`` records for each query (one ``TextResults`` per query, in order).
 
-        Each query is embedded, then searched with ``CorpusStore.search`` (binary scan for
-        ``k * rescore_multiplier`` candidates, int8 rescoring); scores are float32 dot products.
+        Each query is embedded, then searched with ``CorpusStore.search`` (``scan`` of the bits
+        for ``k * rescore_multiplier`` candidates, int8 rescoring); scores are float32 dot
+        products.
         """
         texts = [queries] if isinstance(queries, str) else list(queries)
         if not texts or not all(isinstance(text, str) for text in texts):
@@ -123,7 +125,12 @@ class TextIndex:
         query_f32 = encoder.encode(texts)
         embedded = time.perf_counter()
         scores, ids = self.store.search(
-            query_f32, k, rescore_multiplier=rescore_multiplier, backend=backend, threads=threads
+            query_f32,
+            k,
+            scan=scan,
+            rescore_multiplier=rescore_multiplier,
+            backend=backend,
+            threads=threads,
         )
         searched = time.perf_counter()
         per_query = len(texts)
