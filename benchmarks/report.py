@@ -27,6 +27,7 @@ OUT_DIR = ROOT / "docs"
 SECTIONS = [
     "float_baseline",
     "hamming",
+    "asymmetric",
     "quality",
     "memory",
     "store",

@@ -96,27 +96,18 @@ def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQuerie
 
 def _quantize(q64: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``values (q, d) int64`` in ``0..15``, ``offsets (q,) int64`` and ``deltas (q,)`` with
-    ``q64 ~ delta * (values - offset)``, the range fraction of least squared error per query."""
-    low, high = q64.min(axis=1), q64.max(axis=1)
-    best_error = np.full(len(q64), np.inf)
-    values = np.zeros(q64.shape, np.int64)
-    offsets = np.zeros(len(q64), np.int64)
-    deltas = np.ones(len(q64))
-    for fraction in _RANGE_FRACTIONS:
-        delta = (high - low) * fraction / _LEVELS
-        delta = np.where(delta > 0, delta, 1.0)
-        offset = np.clip(np.round(-low * fraction / delta), 0, _LEVELS).astype(np.int64)
-        level = np.clip(np.round(q64 / delta[:, None]) + offset[:, None], 0, _LEVELS)
-        level = level.astype(np.int64)
-        error = ((q64 - delta[:, None] * (level - offset[:, None])) ** 2).sum(axis=1)
-        better = error < best_error
-        best_error = np.where(better, error, best_error)
-        values[better], offsets[better], deltas[better] = (
-            level[better],
-            offset[better],
-            delta[better],
-        )
-    return values, offsets, deltas
+    ``q64 ~ delta * (values - offset)``, the range fraction of least squared error per query
+    (the smallest fraction among equals). Every fraction is tried at once: ``(f, q, d)`` arrays."""
+    fractions = _RANGE_FRACTIONS[:, None, None]
+    low, high = q64.min(axis=1)[None, :, None], q64.max(axis=1)[None, :, None]
+    delta = (high - low) * fractions / _LEVELS
+    delta = np.where(delta > 0, delta, 1.0)
+    offset = np.clip(np.round(-low * fractions / delta), 0, _LEVELS)
+    level = np.clip(np.round(q64[None] / delta) + offset, 0, _LEVELS)
+    error = ((q64[None] - delta * (level - offset)) ** 2).sum(axis=2)
+    best = np.argmin(error, axis=0)[None, :, None]
+    level, offset, delta = (np.take_along_axis(a, best, axis=0)[0] for a in (level, offset, delta))
+    return level.astype(np.int64), offset[:, 0].astype(np.int64), delta[:, 0]
 
 
 def asymmetric_candidates(
