@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="minilm (default), wordllama, or a sentence-transformers folder",
+        help="minilm-onnx (default: int8, or fp32 without VNNI), minilm-onnx-int8, "
+        "minilm-onnx-fp32, minilm (PyTorch), wordllama, or a sentence-transformers folder",
     )
     p.add_argument("--batch-size", type=int, default=256, help="rows per batch (default 256)")
     p.add_argument(
@@ -92,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--query", action="append", help="query text (repeatable; default: three examples)"
     )
     p.add_argument("-k", type=int, default=5, help="answers per query (default 5)")
-    p.add_argument("--model", default=None, help="minilm (default) or wordllama")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="minilm-onnx (default), minilm-onnx-int8, minilm-onnx-fp32, minilm or wordllama",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=commands.demo)
 
