@@ -20,8 +20,15 @@ from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER, DEF
 from .backends import BACKEND_NAMES
 from .demo import DEMO_K
 from .embed import DEFAULT_BATCH_ROWS, DEFAULT_CALIBRATION_ROWS
+from .encoders import BUILT_IN, DEFAULT_MODEL
 from .store import StoreError
 from .web import DEFAULT_HOST, DEFAULT_PORT
+
+#: What ``--model`` takes, from the encoders' own registry.
+MODEL_HELP = (
+    f"{DEFAULT_MODEL} (default: int8 where the CPU has int8 dot products, else fp32), "
+    f"{', '.join(BUILT_IN)}, or a sentence-transformers folder"
+)
 
 #: Exit status of a command that failed with a reported error.
 EXIT_ERROR = 1
@@ -70,11 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--template", help='text to embed, from columns: "Name: {Medicine Name}. Uses: {Uses}"'
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="minilm (default), wordllama, or a sentence-transformers folder",
-    )
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument(
         "--batch-size",
         type=int,
@@ -112,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--query", action="append", help="query text (repeatable; default: three examples)"
     )
     p.add_argument("-k", type=int, default=DEMO_K, help="answers per query (default %(default)s)")
-    p.add_argument("--model", default=None, help="minilm (default) or wordllama")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=commands.demo)
 

@@ -249,7 +249,7 @@ def _ready_demo_store(args: argparse.Namespace):
     from .demo import build_demo_store, demo_store_complete, demo_store_path, medicine_rows
     from .encoders import load_encoder
 
-    encoder = load_encoder(args.model)
+    encoder = load_encoder(args.model, log=_notice)  # the notice of a one-off export
     path = demo_store_path(encoder.name)
     if not demo_store_complete(path):
         _notice(
