@@ -8,15 +8,15 @@ The estimator (RaBitQ's, with the query centred by projection):
 - a query ``q`` loses its component along ``c``: ``alpha = (q . c) / |c|^2``, ``q' = q - alpha c``,
   then ``q'`` is quantized to 4 bits per dimension, ``q' ~ delta * (v - o)`` with ``v`` in
   ``0..15``, the scale ``delta`` and integer offset ``o`` chosen per query for the least squared
-  error; ``v`` is held as 4 bit-planes;
+  error among ranges of 50% to 100% of the query's own; ``v`` is held as 4 bit-planes;
 - ``t = sum_j (v_j - o) b_j`` is integer popcount work (``_kernels.asymmetric``), and
   ``q' . (2b - 1) ~ delta * (2 t - sum_j (v_j - o))``;
 - ``q . x = q' . r + alpha (r . c) + q . c ~ f * (q' . (2b - 1)) + alpha * g + q . c``.
 
 Rows are ranked by the score ``f * s + alpha * g`` (``s`` the estimate of ``q' . (2b - 1)``),
 which the kernels compute in float32: an estimate of ``q . x`` less the per-query constant
-``q . c``. Equal scores are ordered by ascending id. Query preparation is plain float64 NumPy, row by row, so a query's planes and
-constants do not depend on the batch it comes in.
+``q . c``. Equal scores are ordered by ascending id. Query preparation (``_kernels/queries.py``) is float64, query by query, so a
+query's planes and constants do not depend on the batch it comes in.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import numpy as np
 
 from .._kernels import asymmetric as kernels
 from .._kernels import config
+from .._kernels import queries as query_kernels
 from .._kernels.bitplanes import PLANES
 from .corpus import ChunkedCorpus, chunk_segments
 from .scan import merge_sorted
 
 #: Query bits per dimension (bit-planes).
 QUERY_BITS = PLANES
-_LEVELS = (1 << QUERY_BITS) - 1
 #: Fractions of the query's range tried as the quantization range; the least squared error wins.
 _RANGE_FRACTIONS = np.linspace(0.5, 1.0, 11)
 #: Engines of the asymmetric scan: fastquant's kernel and its NumPy reference.
@@ -60,54 +60,26 @@ class PlaneQueries:
         return self.offsets.shape[0]
 
 
-def _projected(queries: np.ndarray, centre: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """``q' = q - alpha c`` (float64) and ``alpha = (q . c) / |c|^2`` of each query, row by row."""
-    q64 = queries.astype(np.float64)
-    alphas = np.zeros(len(q64))
-    if centre is not None and centre.any():
-        c64 = centre.astype(np.float64)
-        alphas = (q64 * c64).sum(axis=1) / (c64 * c64).sum()
-        q64 = q64 - alphas[:, None] * c64
-    return q64, alphas
-
-
 def centred_queries(queries: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``q' (q, d) float32`` and ``alpha (q,) float32``: the float (unquantized) query side."""
-    q64, alphas = _projected(queries, centre)
-    return q64.astype(np.float32), alphas.astype(np.float32)
+    projected = np.empty_like(queries)
+    alphas = np.empty(queries.shape[0], dtype=np.float32)
+    query_kernels.centred_queries(queries, centre, projected, alphas)
+    return projected, alphas
 
 
 def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQueries:
-    """Prepare validated ``queries (q, d) float32`` for a corpus centred at ``centre (d,)``."""
-    q64, alphas = _projected(queries, centre)
-    values, offsets, deltas = _quantize(q64)
-    planes = np.stack(
-        [np.packbits((values >> p) & 1, axis=1) for p in range(QUERY_BITS)], axis=1
-    ).astype(np.uint8)
-    level_sums = (values - offsets[:, None]).sum(axis=1)
-    return PlaneQueries(
-        planes=np.ascontiguousarray(planes),
-        offsets=offsets.astype(np.int32),
-        scales=(2.0 * deltas).astype(np.float32),
-        shifts=(-deltas * level_sums).astype(np.float32),
-        alphas=alphas.astype(np.float32),
+    """Prepare validated ``queries (q, d) float32`` for a corpus centred at ``centre (d,)``
+    (``_kernels.queries``)."""
+    q, d = queries.shape
+    centre = np.zeros(d, np.float32) if centre is None else centre
+    planes = np.zeros((q, QUERY_BITS, (d + 7) // 8), dtype=np.uint8)
+    offsets = np.empty(q, dtype=np.int32)
+    scales, shifts, alphas = (np.empty(q, dtype=np.float32) for _ in range(3))
+    query_kernels.plane_queries(
+        queries, centre, _RANGE_FRACTIONS, planes, offsets, scales, shifts, alphas
     )
-
-
-def _quantize(q64: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``values (q, d) int64`` in ``0..15``, ``offsets (q,) int64`` and ``deltas (q,)`` with
-    ``q64 ~ delta * (values - offset)``, the range fraction of least squared error per query
-    (the smallest fraction among equals). Every fraction is tried at once: ``(f, q, d)`` arrays."""
-    fractions = _RANGE_FRACTIONS[:, None, None]
-    low, high = q64.min(axis=1)[None, :, None], q64.max(axis=1)[None, :, None]
-    delta = (high - low) * fractions / _LEVELS
-    delta = np.where(delta > 0, delta, 1.0)
-    offset = np.clip(np.round(-low * fractions / delta), 0, _LEVELS)
-    level = np.clip(np.round(q64[None] / delta) + offset, 0, _LEVELS)
-    error = ((q64[None] - delta * (level - offset)) ** 2).sum(axis=2)
-    best = np.argmin(error, axis=0)[None, :, None]
-    level, offset, delta = (np.take_along_axis(a, best, axis=0)[0] for a in (level, offset, delta))
-    return level.astype(np.int64), offset[:, 0].astype(np.int64), delta[:, 0]
+    return PlaneQueries(planes, offsets, scales, shifts, alphas)
 
 
 def asymmetric_candidates(

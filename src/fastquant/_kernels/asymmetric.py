@@ -22,7 +22,14 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, njit, prange
 
-from .bitplanes import PLANES, and_popcount_byte, bfloat16_value, plane_block_1, plane_block_4
+from .bitplanes import (
+    PLANES,
+    and_popcount_byte,
+    and_popcount_word,
+    bfloat16_value,
+    plane_block_1,
+    plane_block_4,
+)
 from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
 from .hamming import _bytes_at
 from .popcount import QUERIES_PER_SCAN
@@ -345,17 +352,27 @@ def score_asymmetric_slots(
     bits_flat = bits.reshape(-1)
     fs = np.empty(1, dtype=np.float32)
     gs = np.empty(1, dtype=np.float32)
+    whole = nbytes - nbytes % 8
     for j in range(rows.shape[0]):
         r = rows[j]
         qi = slots[j] // per_query
+        at, plane = r * nbytes, PLANES * qi * nbytes
         total = 0
         ones = 0
-        for byte in range(nbytes):
-            at = r * nbytes + byte
-            ones += and_popcount_byte(bits_flat, at, bits_flat, at)
+        for byte in range(0, whole, 8):
+            ones += and_popcount_word(bits_flat, at + byte, bits_flat, at + byte)
             for p in range(PLANES):
-                plane = (PLANES * qi + p) * nbytes + byte
-                total += and_popcount_byte(bits_flat, at, planes_flat, plane) << p
+                word = and_popcount_word(
+                    bits_flat, at + byte, planes_flat, plane + p * nbytes + byte
+                )
+                total += word << p
+        for byte in range(whole, nbytes):
+            ones += and_popcount_byte(bits_flat, at + byte, bits_flat, at + byte)
+            for p in range(PLANES):
+                total += (
+                    and_popcount_byte(bits_flat, at + byte, planes_flat, plane + p * nbytes + byte)
+                    << p
+                )
         block_factors(factors.reshape(-1), has_factors, r, r + 1, fs, gs)
         t = total - offsets[qi] * ones
         out[slots[j]] = row_score(t, scales[qi], shifts[qi], alphas[qi], fs[0], gs[0])

@@ -243,3 +243,26 @@ def float32_bits(typingctx, value):
         return builder.bitcast(args[0], _I32)
 
     return signature, codegen
+
+
+@intrinsic
+def and_popcount_word(typingctx, a, ia, b, ib):
+    """Bits set in both 8-byte words at byte offsets ``ia`` of ``a`` and ``ib`` of ``b`` (flat
+    ``uint8`` arrays; unaligned loads)."""
+    signature = types.int64(a, types.intp, b, types.intp)
+
+    def codegen(context, builder, sig, args):
+        words = []
+        for array, offset, array_type in (
+            (args[0], args[1], sig.args[0]),
+            (args[2], args[3], sig.args[2]),
+        ):
+            data = context.make_array(array_type)(context, builder, array).data
+            pointer = builder.bitcast(builder.gep(data, [offset]), _I64.as_pointer())
+            words.append(builder.load(pointer, align=1))
+        ctpop = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_I64, [_I64]), "llvm.ctpop.i64"
+        )
+        return builder.call(ctpop, [builder.and_(*words)])
+
+    return signature, codegen
