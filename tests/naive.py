@@ -95,7 +95,6 @@ def naive_centred_codes(x: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, 
 
 def naive_asymmetric_scores(
     planes: np.ndarray,
-    offsets: np.ndarray,
     scales: np.ndarray,
     shifts: np.ndarray,
     alphas: np.ndarray,
@@ -104,17 +103,18 @@ def naive_asymmetric_scores(
 ) -> np.ndarray:
     """``(q, n) float32`` asymmetric scores of every row of ``bits (n, nbytes) uint8``.
 
-    ``planes (q, 4, nbytes) uint8`` are the queries' 4-bit values as bit-planes; the integer
-    ``t = sum_j (v_j - offset) b_j`` comes from unpacked bits, one plane at a time, and is turned
-    into ``scale * t + shift`` and, with ``factors (n, 2) uint16`` (bfloat16 ``f, g``),
-    ``f * s + alpha * g``: the same float32 operations as the kernels, in the same order.
+    ``planes (q, 4, nbytes) uint8`` are the queries' signed 4-bit values as the bit-planes of
+    their two's complement nibbles; the integer ``t = sum_j w_j b_j`` is built from the unpacked
+    nibbles and bits, and turned into ``scale * t + shift`` and, with ``factors (n, 2) uint16``
+    (bfloat16 ``f, g``), ``f * s + alpha * g``: the same float32 operations as the kernels, in
+    the same order.
     """
     unpacked = np.unpackbits(bits, axis=1).astype(np.int64)
-    t = np.zeros((planes.shape[0], bits.shape[0]), dtype=np.int64)
-    for p in range(planes.shape[1]):
-        plane = np.unpackbits(planes[:, p], axis=1).astype(np.int64)
-        t += (plane @ unpacked.T) << p
-    t -= offsets.astype(np.int64)[:, None] * unpacked.sum(axis=1)[None, :]
+    nibbles = sum(
+        np.unpackbits(planes[:, p], axis=1).astype(np.int64) << p for p in range(planes.shape[1])
+    )
+    values = np.where(nibbles >= 8, nibbles - 16, nibbles)  # two's complement
+    t = values @ unpacked.T
     scores = scales[:, None] * t.astype(np.float32) + shifts[:, None]
     if factors is not None:
         f, g = ((factors[:, i].astype(np.uint32) << 16).view(np.float32) for i in range(2))

@@ -45,7 +45,7 @@ def _reference(bits, factors, centre, queries, k):
     """Reference top-k: scores ``(q, k')`` and ids by (score descending, id ascending)."""
     planes = plane_queries(queries, centre)
     scores = naive_asymmetric_scores(
-        planes.planes, planes.offsets, planes.scales, planes.shifts, planes.alphas, bits, factors
+        planes.planes, planes.scales, planes.shifts, planes.alphas, bits, factors
     )
     ids = np.stack([np.lexsort((np.arange(len(row)), -row)) for row in scores])[:, :k]
     return np.take_along_axis(scores, ids, axis=1), ids
@@ -122,31 +122,30 @@ def test_query_preparation_does_not_depend_on_the_batch(d):
     batch = plane_queries(queries, centre)
     for i in range(7):
         alone = plane_queries(queries[i : i + 1], centre)
-        for field in ("planes", "offsets", "scales", "shifts", "alphas"):
+        for field in ("planes", "scales", "shifts", "alphas"):
             np.testing.assert_array_equal(getattr(alone, field)[0], getattr(batch, field)[i])
 
 
-def test_query_preparation_quantizes_to_4_bits_with_least_error():
-    """Values 0..15; the chosen scale reconstructs the centred query at least as well as the
-    full min-max range does."""
+def test_query_preparation_quantizes_to_signed_4_bits_with_least_error():
+    """Values -8..7; the chosen scale reconstructs the query at least as well as the scale of
+    the full range (``max |q| / 7.5``) does; a zero query gives no NaN."""
     rng = np.random.default_rng(3)
     queries = rng.standard_normal((50, 64)).astype(np.float32)
-    queries[0] = 0  # a zero query: any scale, no NaN
+    queries[0] = 0
     prepared = plane_queries(queries, None)
-    values = sum(
+    nibbles = sum(
         np.unpackbits(prepared.planes[:, p], axis=1).astype(np.int64) << p for p in range(4)
     )
-    assert values.min() >= 0 and values.max() <= 15
+    values = np.where(nibbles >= 8, nibbles - 16, nibbles)
+    assert values.min() >= -8 and values.max() <= 7
     deltas = prepared.scales.astype(np.float64) / 2
-    rebuilt = deltas[:, None] * (values - prepared.offsets[:, None])
-    error = ((queries - rebuilt) ** 2).sum(axis=1)
-    span = (queries.max(axis=1) - queries.min(axis=1)) / 15
-    offset = np.clip(np.round(-queries.min(axis=1) / np.where(span > 0, span, 1)), 0, 15)
-    plain = np.clip(
-        np.round(queries / np.where(span > 0, span, 1)[:, None]) + offset[:, None], 0, 15
-    )
-    plain_error = ((queries - span[:, None] * (plain - offset[:, None])) ** 2).sum(axis=1)
+    error = ((queries - deltas[:, None] * values) ** 2).sum(axis=1)
+    full = np.abs(queries).max(axis=1) / 7.5
+    full = np.where(full > 0, full, 1.0)
+    plain = np.clip(np.round(queries / full[:, None]), -8, 7)
+    plain_error = ((queries - full[:, None] * plain) ** 2).sum(axis=1)
     assert (error <= plain_error * (1 + 1e-6) + 1e-12).all()
+    np.testing.assert_allclose(prepared.shifts, -deltas * values.sum(axis=1), rtol=1e-6)
     assert np.isfinite(prepared.scales).all() and np.isfinite(prepared.shifts).all()
 
 

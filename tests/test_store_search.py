@@ -75,7 +75,7 @@ def naive_scan(x_corpus_f32, ranges, queries, count, scan, kind):
             return (dim - 2 * dist).astype(np.float32), ids
     planes = plane_queries(queries, centre)
     all_scores = naive_asymmetric_scores(
-        planes.planes, planes.offsets, planes.scales, planes.shifts, planes.alphas, bits, factors
+        planes.planes, planes.scales, planes.shifts, planes.alphas, bits, factors
     )
     if scan == "asymmetric":
         ids = np.tile(np.arange(n), (len(queries), 1))

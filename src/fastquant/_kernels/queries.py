@@ -13,8 +13,8 @@ from numba import njit
 from .bitplanes import PLANES
 from .config import INLINE_KERNEL, KERNEL
 
-#: Largest 4-bit level.
-LEVELS = (1 << PLANES) - 1
+#: The signed 4-bit levels: two's complement nibbles.
+LOWEST, HIGHEST = -(1 << (PLANES - 1)), (1 << (PLANES - 1)) - 1
 
 
 @njit(**INLINE_KERNEL)
@@ -41,8 +41,8 @@ def _norm2(centre):
 
 
 @njit(**INLINE_KERNEL)
-def _level(value, delta, offset):
-    return min(max(np.rint(value / delta) + offset, 0.0), float(LEVELS))
+def _level(value, delta):
+    return min(max(np.rint(value / delta), float(LOWEST)), float(HIGHEST))
 
 
 @njit(**KERNEL)
@@ -57,41 +57,39 @@ def centred_queries(queries, centre, out_queries, out_alphas):
 
 
 @njit(**KERNEL)
-def plane_queries(queries, centre, fractions, planes, offsets, scales, shifts, alphas):
-    """Quantize each projected query ``q'`` to ``delta * (v - o)``, ``v`` in ``0..LEVELS``.
+def plane_queries(queries, centre, fractions, planes, scales, shifts, alphas):
+    """Quantize each projected query ``q'`` to ``delta * w``, ``w`` in ``LOWEST..HIGHEST``.
 
-    The quantization range is ``fraction`` times the query's own ``[min, max]``, for the first
-    of ``fractions (f,) float64`` with the least squared error; the integer offset ``o`` puts 0
-    on the grid. Writes ``planes (q, PLANES, ceil(d / 8)) uint8`` (zeroed by the caller; bit
-    ``p`` of every ``v_j``, MSB first), ``offsets (q,) int32`` = ``o``, ``scales (q,) float32`` =
-    ``2 delta``, ``shifts (q,) float32`` = ``-delta * sum_j (v_j - o)`` and ``alphas``.
+    ``delta`` is ``fraction * max|q'| / (HIGHEST + 0.5)``, for the first of ``fractions (f,)
+    float64`` with the least squared error. Writes ``planes (q, PLANES, ceil(d / 8)) uint8``
+    (zeroed by the caller; bit ``p`` of every ``w_j & 15``, MSB first), ``scales (q,) float32`` =
+    ``2 delta``, ``shifts (q,) float32`` = ``-delta * sum_j w_j`` and ``alphas (q,) float32``.
     """
     d = queries.shape[1]
     centre_norm2 = _norm2(centre)
     projected = np.empty(d, dtype=np.float64)
     for qi in range(queries.shape[0]):
         alphas[qi] = _project(queries[qi], centre, centre_norm2, projected)
-        low, high = projected[0], projected[0]
+        largest = 0.0
         for j in range(d):
-            low, high = min(low, projected[j]), max(high, projected[j])
-        best_error, best_delta, best_offset = np.inf, 1.0, 0.0
+            largest = max(largest, abs(projected[j]))
+        best_error, best_delta = np.inf, 1.0
         for fraction in fractions:
-            delta = (high - low) * fraction / LEVELS
+            delta = largest * fraction / (HIGHEST + 0.5)
             if not delta > 0:
                 delta = 1.0
-            offset = min(max(np.rint(-low * fraction / delta), 0.0), float(LEVELS))
             error = 0.0
             for j in range(d):
-                residual = projected[j] - delta * (_level(projected[j], delta, offset) - offset)
+                residual = projected[j] - delta * _level(projected[j], delta)
                 error += residual * residual
             if error < best_error:
-                best_error, best_delta, best_offset = error, delta, offset
+                best_error, best_delta = error, delta
         level_sum = 0
         for j in range(d):
-            level = np.int64(_level(projected[j], best_delta, best_offset))
-            level_sum += level - np.int64(best_offset)
+            level = np.int64(_level(projected[j], best_delta))
+            level_sum += level
+            nibble = level & ((1 << PLANES) - 1)
             for p in range(PLANES):
-                planes[qi, p, j >> 3] |= np.uint8(((level >> p) & 1) << (7 - (j & 7)))
-        offsets[qi] = np.int32(best_offset)
+                planes[qi, p, j >> 3] |= np.uint8(((nibble >> p) & 1) << (7 - (j & 7)))
         scales[qi] = np.float32(2.0 * best_delta)
         shifts[qi] = np.float32(-best_delta * level_sum)
