@@ -6,22 +6,20 @@ store, hard links, strangers in ``chunks/``, valid JSON with wrong values with a
 matching checksum), each probe in a child process with a timeout, prints the outcome tables
 (by kind of damage, by file) and writes every case to ``benchmarks/results/fuzz_store.json``.
 Bad outcomes (hang, signal, crash, wrong error, silent change, reader wrote, destroyed, append
-broke) must all be zero; the exit status is 1 otherwise.
+broke) must all be zero: otherwise it raises and writes nothing.
 
 ``--costs`` also measures what the checks cost on one chunk of 1M x 1024 (1.1 GiB on disk, about
 a minute): a writer's open with nothing to cut, its open after a crash (proving the last chunk's
 committed bytes by their CRC-32, then cutting), warm and with the chunk evicted from the page
 cache, and a search's check of its mapped files, next to the search itself.
 
-    python benchmarks/fuzz_store.py --mutations 500 --seed 1 --costs
+    python benchmarks/fuzz_store.py --mutations 600 --seed 1 --costs
+    python benchmarks/fuzz_store.py --quick     # 12 cases
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -32,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lib import record
+
 HERE = Path(__file__).resolve().parent
-RESULT = HERE / "results" / "fuzz_store.json"
 RECORD_FIELDS = ["target", "kind", "hot", "seed", "outcome", "append", "seconds", "description"]
 sys.path.insert(0, str(HERE.parent / "tests"))  # the fuzzer lives with the tests that use it
 
@@ -104,37 +103,41 @@ def hardening_costs(rows: int = (1 << 20) - 1, dim: int = 1024) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--mutations", type=int, default=500)
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__doc__)
+    parser.add_argument("--mutations", type=int, help="random cases (500; 12 with --quick)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=store_fuzz.TIMEOUT_S)
-    parser.add_argument("--json", type=Path, default=RESULT)
     parser.add_argument("--costs", action="store_true", help="also time the checks (1.1 GiB)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    run = record.Run("fuzz_store", args, argv)
+    mutations = args.mutations or (12 if args.quick else 500)
     result = store_fuzz.main(
         [
-            f"--mutations={args.mutations}",
+            f"--mutations={mutations}",
             f"--seed={args.seed}",
             f"--workers={args.workers}",
             f"--timeout={args.timeout}",
         ]
     )
+    if result["bad"]:
+        raise AssertionError(f"{len(result['bad'])} cases ended badly: {result['bad'][:3]}")
     if args.costs:
         result["costs"] = hardening_costs()
         print("\ncosts on one chunk of 1M x 1024 (ms, medians):")
         for name, value in result["costs"].items():
             print(f"  {name}: {value}")
-    result["command"] = " ".join(["python", "benchmarks/fuzz_store.py", *sys.argv[1:]])
-    result["tables"] = {by: store_fuzz.table(result["records"], by) for by in ("kind", "target")}
-    result["record_fields"] = RECORD_FIELDS  # every case in one row; bad ones in full in "bad"
-    result["records"] = [[record[key] for key in RECORD_FIELDS] for record in result["records"]]
-    result["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"results: {args.json}")
-    return 1 if result["bad"] else 0
+    records = result.pop("records")
+    run.save(
+        threads=f"{args.workers} probes at a time, each in its own process",
+        shapes={"mutations": mutations, "store": [store_fuzz.ROWS, store_fuzz.DIM]},
+        **result,
+        tables={by: store_fuzz.table(records, by) for by in ("kind", "target")},
+        record_fields=RECORD_FIELDS,  # every case in one row
+        records=[[entry[key] for key in RECORD_FIELDS] for entry in records],
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Retrieval quality of binary search with int8 rescoring on real embeddings, next to ST's own.
+"""Retrieval quality on real embeddings: candidate scans, rescoring, and sentence-transformers'.
 
 Usage::
 
@@ -8,10 +8,20 @@ Usage::
 Models (``lib/embedders.py``): all-MiniLM-L6-v2 (384-d) and WordLlama-256. Corpora: one text
 per bundled medicine (11,825) and, without ``--quick``, the 1,512 distinct side-effect lists.
 Queries are real texts that are not corpus rows: the distinct ``Uses`` strings and a sample of
-distinct ``Composition`` strings. For each rescore multiplier m the store's Hamming top 10m
-candidates are rescored three ways: by the store with int8 codes, by the store with the bits,
-and here with the original float32 vectors; sentence-transformers' ``semantic_search_faiss`` /
-``semantic_search_usearch`` run on the same embeddings with the same m (``lib/st_search.py``).
+distinct ``Composition`` strings. Each corpus goes into two stores calibrated on all its rows:
+one of sign bits (fastquant 0.1's layout) and one of centred bits (the default).
+
+For each rescore multiplier m:
+
+- fastquant 0.1's route: the Hamming top 10m of the sign bits, rescored three ways (by the store
+  with int8 codes, by the store with the bits, here with the original float32 vectors);
+- every other candidate scan (``lib/retrieval.SCANS``: the asymmetric scan of the centred store,
+  the default; the asymmetric scan of sign bits; the Hamming list narrowed by the asymmetric
+  score; Hamming distances of centred bits) and faiss's ``IndexRaBitQ`` and
+  ``IndexRaBitQFastScan`` with 4-bit queries, each followed by the same int8 rescoring;
+- sentence-transformers' ``semantic_search_faiss`` / ``semantic_search_usearch`` on the same
+  embeddings with the same m (``lib/st_search.py``).
+
 Recall@10 is against exact float32 search; NDCG@10 is on a labelled task (a ``Uses`` string
 finds the medicines with exactly that use).
 
@@ -58,7 +68,8 @@ def embed(texts: list[str], recipe: str, embedder: embedders.Embedder) -> np.nda
 
 
 def corpora(medicines: dict, embedder: embedders.Embedder, quick: bool, work: Path) -> dict:
-    """``{name: (corpus_f32 (n, dim), store)}``: each store holds its rows in id order."""
+    """``{name: (corpus_f32 (n, dim), {bits: store})}``: a store of sign bits and one of centred
+    bits (both calibrated on the whole corpus), holding the rows in id order."""
     texts = {"medicines": (retrieval.medicine_texts(medicines), retrieval.MEDICINE_RECIPE)}
     if not quick:
         side_effects = retrieval.sample_distinct(medicines["Side_effects"], None, SEED)
@@ -66,10 +77,14 @@ def corpora(medicines: dict, embedder: embedders.Embedder, quick: bool, work: Pa
     built = {}
     for name, (rows, recipe) in texts.items():
         corpus_f32 = embed(rows, recipe, embedder)
-        path = work / f"{embedder.key}-{name.replace(' ', '-')}"
-        store = CorpusStore.create(path, embedder.dim, calibration_embeddings=corpus_f32)
-        store.append(corpus_f32)
-        built[name] = corpus_f32, store
+        stores = {}
+        for bits in ("sign", "centred"):
+            path = work / f"{embedder.key}-{name.replace(' ', '-')}-{bits}"
+            stores[bits] = CorpusStore.create(
+                path, embedder.dim, calibration_embeddings=corpus_f32, bits=bits
+            )
+            stores[bits].append(corpus_f32)
+        built[name] = corpus_f32, stores
     return built
 
 
@@ -111,9 +126,10 @@ def measure_model(medicines: dict, embedder: embedders.Embedder, quick: bool, wo
     for corpus, query_set in CASES:
         if corpus not in stores:
             continue
-        corpus_f32, store = stores[corpus]
+        corpus_f32, kinds = stores[corpus]
+        store = kinds["sign"]
         texts, queries_f32 = queries[query_set]
-        exact, by_multiplier = retrieval.run_methods(store, corpus_f32, queries_f32, K, MULTIPLIERS)
+        exact, by_multiplier = retrieval.run_methods(kinds, corpus_f32, queries_f32, K, MULTIPLIERS)
         recall, recall_by_multiplier = retrieval.evaluate(
             partial(
                 retrieval.recall_at_k,

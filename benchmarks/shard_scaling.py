@@ -62,34 +62,39 @@ ENGINES = {
 }
 
 
-def _holds(path: Path, rows: int, ranges: np.ndarray | None) -> bool:
-    """Whether ``path`` is a store of ``rows`` rows (with these int8 ranges, if given)."""
+def _holds(path: Path, rows: int, calibration: tuple | None = None) -> bool:
+    """Whether ``path`` is a centred store of ``rows`` rows (with these int8 ranges and centre,
+    if given)."""
     try:
         store = CorpusStore.open(path)
     except (OSError, ValueError):
         return False
-    return len(store) == rows and (
-        ranges is None or np.array_equal(store.calibration.ranges, ranges)
+    if len(store) != rows or not store.manifest.centred:
+        return False
+    ranges, centre = calibration or (store.calibration.ranges, store.snapshot.corpus.centre)
+    return np.array_equal(store.calibration.ranges, ranges) and np.array_equal(
+        store.snapshot.corpus.centre, centre
     )
 
 
 def ensure_stores(root: Path, rows: int, shards: int) -> tuple[Path, list[Path]]:
     """The one store and its shards for ``rows`` x ``DIM`` rows under ``root``, built if needed."""
     single = root / f"single-{rows}x{DIM}.fq"
-    if not _holds(single, rows, None):
+    if not _holds(single, rows):
         shutil.rmtree(single, ignore_errors=True)
         print(f"building {single}", flush=True)
         build_store(single, rows, DIM, seed=SEED)
-    ranges = CorpusStore.open(single).calibration.ranges
+    single_store = CorpusStore.open(single)
+    ranges, centre = single_store.calibration.ranges, single_store.snapshot.corpus.centre
     bounds = [rows * i // shards for i in range(shards + 1)]
     paths = []
     for i in range(shards):
         path = root / f"shards-{rows}x{DIM}" / f"shard-{i}-of-{shards}.fq"
         lo, hi = bounds[i], bounds[i + 1]
-        if not _holds(path, hi - lo, ranges):
+        if not _holds(path, hi - lo, (ranges, centre)):
             shutil.rmtree(path, ignore_errors=True)
             print(f"building {path}", flush=True)
-            store = CorpusStore.create(path, DIM, ranges=ranges)
+            store = CorpusStore.create(path, DIM, ranges=ranges, centre=centre)
             for start in range(lo, hi, BUILD_BATCH_ROWS):
                 store.append(corpus_slice(SEED, start, min(start + BUILD_BATCH_ROWS, hi), DIM))
             store.close()

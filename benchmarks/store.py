@@ -15,13 +15,15 @@ shuffled order per round (``lib/rounds.py``); the figures are medians and their 
    ``public-in-ram`` is ``fastquant.rescore_int8`` on the codes copied into one array;
    ``store`` and ``store-no-prefetch`` rescore from the store's memory-mapped chunks, with and
    without the ``madvise(WILLNEED)`` of the candidate rows.
-2. Search against the scan, batches 1 and 16: ``kernel`` (``hamming_topk`` of the bits in
-   memory for the top 40), ``search`` (int8 rescoring), ``search-none`` (Hamming order),
+2. Search against the scan, batches 1 and 16, on a store of sign bits searched with
+   ``scan="hamming"``: ``kernel`` (``hamming_topk`` of the bits in memory for the top 40),
+   ``search`` (int8 rescoring), ``search-none`` (Hamming order),
    ``search-bits`` (bit rescoring), ``search-bits-in-memory`` (int8, the store opened with
    ``bits_in_memory=True``).
-3. Appends: ``append`` is the whole job for 1M x 384-d rows in batches of 100k (checks,
-   calibration from the first batch, both quantizations, CRC-32, ``pwrite``, ``fsync``,
-   commits), each round into a fresh store; ``quantize`` repeats only its checks and
+3. Appends: ``append`` is the whole job for 1M x 384-d rows in batches of 100k into a store of
+   centred bits, the default (checks, calibration and centre from the first batch, centred bits
+   and their factors, int8 codes, CRC-32, ``pwrite``, ``fsync``, commits), each round into a
+   fresh store; ``quantize`` repeats only its checks and
    quantization in memory, ``crc`` its checksums; the rest of ``append`` is file I/O and commits.
 
 Checks: both store rescorings return exactly ``rescore_int8``'s answer, whose scores match
@@ -43,7 +45,7 @@ import numpy as np
 
 from fastquant import Calibration, CorpusStore, hamming_topk, quantize_embeddings, rescore_int8
 from fastquant._engine import score_int8, top_by_score
-from fastquant.quantize import quantize_checked
+from fastquant.quantize import centre_of, centred_checked, quantize_checked
 from fastquant.store.corpus import APPEND_SLICE_ROWS
 from fastquant.validation import as_embeddings
 from lib import record
@@ -123,14 +125,20 @@ def search_vs_kernel(
         return hamming_topk(bits, qb, K * MULTIPLIER, threads=THREADS)
 
     def search(s: CorpusStore, rescore: str = "int8"):
-        return lambda: [s.search(q, K, rescore=rescore, threads=THREADS) for q in queries]
+        return lambda: [
+            s.search(q, K, scan="hamming", rescore=rescore, threads=THREADS) for q in queries
+        ]
 
     for q, qb in zip(queries, query_bits):
         distances, candidates = kernel(qb)
         expected = public_rescore(q, codes, candidates, store.calibration)
-        same(store.search(q, K, threads=THREADS), expected, "store.search")
-        same(memory_store.search(q, K, threads=THREADS), expected, "store.search, bits in memory")
-        scores, ids = store.search(q, K, rescore="none", threads=THREADS)
+        same(store.search(q, K, scan="hamming", threads=THREADS), expected, "store.search")
+        same(
+            memory_store.search(q, K, scan="hamming", threads=THREADS),
+            expected,
+            "store.search, bits in memory",
+        )
+        scores, ids = store.search(q, K, scan="hamming", rescore="none", threads=THREADS)
         if not np.array_equal(ids, candidates[:, :K]) or not np.array_equal(
             scores, (DIM - 2 * distances[:, :K]).astype(np.float32)
         ):
@@ -165,12 +173,12 @@ def appends(work: Path, rows: int, quick: bool) -> dict:
         store.close()
         return store
 
-    def quantize_only():  # what append computes before writing: checks, ranges, both codes
+    def quantize_only():  # what append computes before writing: checks, ranges, all three files
         for batch in data:
             as_embeddings("embeddings_f32", batch, 2)
-        calibration = Calibration.from_embeddings(data[0])
+        calibration, centre = Calibration.from_embeddings(data[0]), centre_of(data[0])
         return [
-            (quantize_checked(part, "ubinary", None), quantize_checked(part, "int8", calibration))
+            (*centred_checked(part, centre), quantize_checked(part, "int8", calibration))
             for batch in data
             for part in (
                 batch[lo : lo + APPEND_SLICE_ROWS] for lo in range(0, len(batch), APPEND_SLICE_ROWS)
@@ -180,17 +188,15 @@ def appends(work: Path, rows: int, quick: bool) -> dict:
     quantized = quantize_only()
 
     def crc_only():
-        return [(zlib.crc32(bits), zlib.crc32(codes)) for bits, codes in quantized]
+        return [tuple(map(zlib.crc32, files)) for files in quantized]
 
     store = append_all()
-    held = (
-        np.concatenate(store.snapshot.corpus.bits),
-        np.concatenate(store.snapshot.corpus.codes),
-    )
+    corpus = store.snapshot.corpus
+    held = tuple(map(np.concatenate, (corpus.bits, corpus.factors, corpus.codes)))
     expected = tuple(np.concatenate(column) for column in zip(*quantized))
     if len(store) != rows or not all(np.array_equal(a, b) for a, b in zip(held, expected)):
         raise AssertionError("the appended store does not hold exactly the quantized rows")
-    if store.verify() != rows * (APPEND_DIM + APPEND_DIM // 8):
+    if store.verify() != rows * (APPEND_DIM + APPEND_DIM // 8 + 4):
         raise AssertionError("verify did not check every appended byte")
     shutil.rmtree(store.path)
     medians = alternate(
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     run = record.Run("store", args, argv)
     rows = args.rows or (20_000 if args.quick else 1_000_000)
     with tempfile.TemporaryDirectory(prefix="fastquant-store-bench-") as work:
-        store = build_store(Path(work) / "corpus.fq", rows, DIM, seed=SEED)
+        store = build_store(Path(work) / "corpus.fq", rows, DIM, seed=SEED, bits="sign")
         store = CorpusStore.open(store.path)
         bits = np.concatenate(store.snapshot.corpus.bits)
         codes = np.concatenate(store.snapshot.corpus.codes)

@@ -23,7 +23,7 @@ def test_report_from_committed_results(tmp_path):
         assert f"## {report.renderer(name).TITLE}" in page
     assert "yet.*" not in page and "--quick` run" not in page
     images = re.findall(r"\]\(img/([^)]+)\)", page)
-    assert len(images) == 4
+    assert images and len(set(images)) == len(images)
     for image in images:
         assert (tmp_path / "img" / image).read_bytes().startswith(PNG_MAGIC)
     committed = report.OUT_DIR / "benchmarks.md"

@@ -67,3 +67,56 @@ def naive_bit_scores(queries: np.ndarray, bits: np.ndarray) -> np.ndarray:
     d = queries.shape[1]
     signs = 2.0 * np.unpackbits(bits, axis=1)[:, :d] - 1.0
     return queries.astype(np.float64) @ signs.T
+
+
+def naive_bfloat16(values: np.ndarray) -> np.ndarray:
+    """``uint16`` bfloat16 patterns of float64 ``values``: nearest, ties to even, saturated."""
+    largest = 3.3895313892515355e38
+    bits = np.clip(values, -largest, largest).astype(np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def naive_centred_codes(x: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bits ``(n, ceil(d / 8)) uint8`` of ``x > centre`` and factors ``(n, 2) uint16``.
+
+    ``r = x - centre`` in float64; ``f = |r|^2 / |r|_1`` (0 when ``r = 0``) and ``g = r . centre``,
+    each summed from 0 in dimension order (``np.add.accumulate``), then rounded to bfloat16.
+    """
+    bits = np.packbits(x > centre, axis=1)
+    r = x.astype(np.float64) - centre.astype(np.float64)
+
+    def total(terms: np.ndarray) -> np.ndarray:  # 0.0 + t_0 + t_1 + ..., left to right
+        return np.add.accumulate(np.hstack([np.zeros((len(terms), 1)), terms]), axis=1)[:, -1]
+
+    squares, absolutes, along = total(r * r), total(np.abs(r)), total(r * centre.astype(np.float64))
+    f = np.divide(squares, absolutes, out=np.zeros_like(squares), where=absolutes > 0)
+    return bits, np.stack([naive_bfloat16(f), naive_bfloat16(along)], axis=1)
+
+
+def naive_asymmetric_scores(
+    planes: np.ndarray,
+    scales: np.ndarray,
+    shifts: np.ndarray,
+    alphas: np.ndarray,
+    bits: np.ndarray,
+    factors: np.ndarray | None,
+) -> np.ndarray:
+    """``(q, n) float32`` asymmetric scores of every row of ``bits (n, nbytes) uint8``.
+
+    ``planes (q, 4, nbytes) uint8`` are the queries' signed 4-bit values as the bit-planes of
+    their two's complement nibbles; the integer ``t = sum_j w_j b_j`` is built from the unpacked
+    nibbles and bits, and turned into ``scale * t + shift`` and, with ``factors (n, 2) uint16``
+    (bfloat16 ``f, g``), ``f * s + alpha * g``: the same float32 operations as the kernels, in
+    the same order.
+    """
+    unpacked = np.unpackbits(bits, axis=1).astype(np.int64)
+    nibbles = sum(
+        np.unpackbits(planes[:, p], axis=1).astype(np.int64) << p for p in range(planes.shape[1])
+    )
+    values = np.where(nibbles >= 8, nibbles - 16, nibbles)  # two's complement
+    t = values @ unpacked.T
+    scores = scales[:, None] * t.astype(np.float32) + shifts[:, None]
+    if factors is not None:
+        f, g = ((factors[:, i].astype(np.uint32) << 16).view(np.float32) for i in range(2))
+        scores = f[None, :] * scores + alphas[:, None] * g[None, :]
+    return scores.astype(np.float32)

@@ -52,6 +52,8 @@ import fuzz_text
 DIM, CHUNK_ROWS, ROWS, APPEND_ROWS = 20, 7, 30, 12
 CHUNKS = -(-ROWS // CHUNK_ROWS)
 BITS_WIDTH = (DIM + 7) // 8
+#: Bytes per row of a chunk's factors file (two bfloat16).
+FACTOR_BYTES = 4
 TIMEOUT_S = 20.0
 MEMORY_LIMIT_BYTES = 4 << 30
 
@@ -59,12 +61,16 @@ MEMORY_LIMIT_BYTES = 4 << 30
 FILE_TARGETS = {
     "manifest": "manifest.json",
     "calibration": "calibration.npy",
+    "centre": "centre.npy",
     "first bits": "chunks/000000.bits",
     "first codes": "chunks/000000.codes",
+    "first factors": "chunks/000000.factors",
     "middle bits": "chunks/000002.bits",
     "middle codes": "chunks/000002.codes",
+    "middle factors": "chunks/000002.factors",
     "last bits": "chunks/000004.bits",
     "last codes": "chunks/000004.codes",
+    "last factors": "chunks/000004.factors",
     "writer lock": "writer.lock",
 }
 FILE_KINDS = (
@@ -606,7 +612,8 @@ def _append_may_change(name: str, old: tuple | None, new: tuple | None, appended
         return appended
     if name == "store/writer.lock":
         return True
-    if len(parts) == 2 and parts[1].startswith((".manifest.json.tmp-", ".calibration.npy.tmp-")):
+    temps = (".manifest.json.tmp-", ".calibration.npy.tmp-", ".centre.npy.tmp-")
+    if len(parts) == 2 and parts[1].startswith(temps):
         return old is not None and old[0] == "file" and new is None
     if len(parts) != 3 or parts[1] != "chunks" or not parts[2][:6].isdigit():
         return False
@@ -616,7 +623,7 @@ def _append_may_change(name: str, old: tuple | None, new: tuple | None, appended
     if old is None or old[0] != "file" or new is None or new[0] != "file":
         return False
     rows = CHUNK_ROWS if index < CHUNKS - 1 else ROWS - (CHUNKS - 1) * CHUNK_ROWS
-    committed = rows * (BITS_WIDTH if suffix == "bits" else DIM)
+    committed = rows * {"bits": BITS_WIDTH, "codes": DIM, "factors": FACTOR_BYTES}.get(suffix, 0)
     return old[1][:committed] == new[1][:committed] and len(new[1]) >= min(len(old[1]), committed)
 
 

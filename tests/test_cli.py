@@ -35,6 +35,22 @@ def test_bench_exits_non_zero_on_mismatch(capsys, monkeypatch):
     assert "MISMATCH numpy" in capsys.readouterr().out
 
 
+def test_bench_cross_checks_the_asymmetric_engines(capsys, monkeypatch):
+    assert main(SMALL) == 0
+    out = capsys.readouterr().out
+    assert "asymmetric scan" in out and out.count("identical results") == 2
+    from fastquant._engine import asymmetric
+
+    original = asymmetric._numpy_topk
+    monkeypatch.setattr(
+        asymmetric,
+        "_numpy_topk",
+        lambda *a: (lambda k, i: (k, i[:, ::-1].copy()))(*original(*a)),
+    )
+    assert main(SMALL) == 1
+    assert "MISMATCH numpy: differs from numba" in capsys.readouterr().out
+
+
 def test_bad_arguments_are_one_line_errors(capsys):
     assert main(["bench", "--rows", "10", "--bits", "12", "--repeats", "1"]) == 1
     err = capsys.readouterr().err

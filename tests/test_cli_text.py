@@ -11,6 +11,7 @@ import pytest
 from fastquant.cli import main
 from fastquant.data import medicine_parquet
 from fastquant.demo import MEDICINE_TEMPLATE
+from fastquant.texts import TextIndex
 
 #: Ingredients that make a medicine an antibiotic, as they are spelled in the bundled data.
 ANTIBIOTICS = re.compile(
@@ -71,9 +72,17 @@ def test_index_search_info_verify(tmp_path, medicines_csv, capsys):
         "Side_effects",
     }
 
+    with TextIndex.open(store) as text_index:
+        for scan in ("asymmetric", "hamming", "hamming+asymmetric"):
+            assert main(["search", str(store), "fever", "-k", "4", "--scan", scan, "--json"]) == 0
+            hits = json.loads(capsys.readouterr().out)[0]["hits"]
+            (expected,) = text_index.search("fever", 4, scan=scan)
+            assert [h["id"] for h in hits] == [hit.id for hit in expected.hits]
+
     assert main(["info", str(store)]) == 0
     out = capsys.readouterr().out
     assert "rows:        400" in out and "32.0x smaller" in out and "model:       wordllama" in out
+    assert "bits:        centred" in out
     assert main(["info", str(store), "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["bytes"]["float32 (not stored)"] == 400 * 256 * 4

@@ -234,7 +234,8 @@ def test_corrupted_shard(client, two_shards):
 
 def test_verify_names_the_damaged_shard(client, two_shards):
     paths, queries = two_shards
-    assert distributed.verify(client, paths) == [25 * (DIM + 3), 15 * (DIM + 3)]
+    row_bytes = DIM + 3 + 4  # int8 codes, packed bits, two bfloat16 factors
+    assert distributed.verify(client, paths) == [25 * row_bytes, 15 * row_bytes]
     bits = paths[1] / "chunks" / "000000.bits"
     data = bytearray(bits.read_bytes())
     data[0] ^= 0xFF

@@ -11,7 +11,13 @@ import pytest
 
 from fastquant.embed import index_file
 from fastquant.encoders import ModelNotAvailableError, load_encoder
-from fastquant.pipeline import CommitPolicy, EmbeddedBatch, Progress, calibrate, first_batches
+from fastquant.pipeline import (
+    CommitPolicy,
+    EmbeddedBatch,
+    Progress,
+    calibration_sample,
+    first_batches,
+)
 from fastquant.sources import InputError
 from fastquant.store import CorpusStore, StoreCorruptedError
 from fastquant.text_store import TextStore
@@ -318,7 +324,7 @@ def test_calibration_takes_the_first_whole_batches():
     assert list(map(len, first_batches(iter([Rows([0] * 5)]), 40))) == [5]
     one_row = EmbeddedBatch(pa.RecordBatch.from_pylist([{"a": 1}]), np.ones((1, 4), np.float32))
     with pytest.raises(ValueError, match="at least two rows"):
-        calibrate([one_row])
+        calibration_sample([one_row])
 
 
 def test_progress_sums_the_parts_and_ignores_late_counts():

@@ -1,7 +1,8 @@
 """CorpusStore: lifecycle, bad input, integrity checks, crash safety under SIGKILL, concurrency.
 
 Stored rows are read back through the documented raw chunk format (``np.memmap`` of
-``chunks/NNNNNN.bits`` and ``chunks/NNNNNN.codes``) and compared with ``quantize_embeddings``.
+``chunks/NNNNNN.bits``, ``.codes`` and ``.factors``) and compared with ``quantize_embeddings`` and
+the NumPy reference of centred bits.
 Crashes and competing processes are real child processes started with ``sys.executable``.
 """
 
@@ -29,7 +30,7 @@ from fastquant import (
     StoreWriteError,
     quantize_embeddings,
 )
-from naive import naive_hamming_topk
+from naive import naive_centred_codes, naive_hamming_topk
 from store_fuzz import reseal
 
 DIM = 20
@@ -71,26 +72,42 @@ def _filled_store(tmp_path: Path, **create_args) -> tuple[CorpusStore, np.ndarra
     return store, corpus_f32
 
 
-def _stored_rows(path: Path, rows: int, dim: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _stored_rows(
+    path: Path, rows: int, dim: int, chunk_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The first ``rows`` rows of the store at ``path``, read from its raw chunk files.
 
-    Returns ``bits (rows, ceil(dim / 8)) uint8`` and ``codes (rows, dim) int8``.
+    Returns ``bits (rows, ceil(dim / 8)) uint8``, ``codes (rows, dim) int8`` and ``factors (rows,
+    2) uint16`` (None for a store of sign bits).
     """
     width = (dim + 7) // 8
     bits, codes = [np.empty((0, width), np.uint8)], [np.empty((0, dim), np.int8)]
+    factors = [np.empty((0, 2), np.uint16)]
     for index, start in enumerate(range(0, rows, chunk_rows)):
         n = min(chunk_rows, rows - start)
         chunk = path / "chunks" / f"{index:06d}"
         bits.append(np.memmap(f"{chunk}.bits", dtype=np.uint8, mode="r", shape=(n, width)).copy())
         codes.append(np.memmap(f"{chunk}.codes", dtype=np.int8, mode="r", shape=(n, dim)).copy())
-    return np.concatenate(bits), np.concatenate(codes)
+        if Path(f"{chunk}.factors").exists():
+            factors.append(np.memmap(f"{chunk}.factors", np.uint16, mode="r", shape=(n, 2)).copy())
+    stored_factors = np.concatenate(factors) if len(factors) > 1 else None
+    return np.concatenate(bits), np.concatenate(codes), stored_factors
 
 
 def _assert_holds(store: CorpusStore, corpus_f32: np.ndarray) -> None:
-    """``store`` holds exactly ``corpus_f32``'s rows, quantized like sentence-transformers does."""
+    """``store`` holds exactly ``corpus_f32``'s rows: int8 codes as sentence-transformers makes
+    them, bits (and factors) as the NumPy references make them for the store's kind of bits."""
     assert len(store) == len(corpus_f32)
-    bits, codes = _stored_rows(store.path, len(corpus_f32), store.dim, store.chunk_rows)
-    np.testing.assert_array_equal(bits, quantize_embeddings(corpus_f32, "ubinary"))
+    bits, codes, factors = _stored_rows(store.path, len(corpus_f32), store.dim, store.chunk_rows)
+    if store.manifest.centred:
+        expected_bits, expected_factors = naive_centred_codes(
+            corpus_f32, store.snapshot.corpus.centre
+        )
+        np.testing.assert_array_equal(factors, expected_factors)
+    else:
+        expected_bits = quantize_embeddings(corpus_f32, "ubinary")
+        assert factors is None
+    np.testing.assert_array_equal(bits, expected_bits)
     expected_codes = quantize_embeddings(corpus_f32, "int8", ranges=store.calibration.ranges)
     np.testing.assert_array_equal(codes, expected_codes)
 
@@ -99,9 +116,18 @@ def _chunk_files(path: Path) -> list[str]:
     return sorted(file.name for file in (path / "chunks").iterdir())
 
 
+#: Files of each chunk of a (default, centred) store.
+CHUNK_KINDS = ("bits", "codes", "factors")
+
+
 def _expected_chunk_files(rows: int, chunk_rows: int) -> list[str]:
     count = -(-rows // chunk_rows)
-    return sorted(f"{i:06d}.{kind}" for i in range(count) for kind in ("bits", "codes"))
+    return sorted(f"{i:06d}.{kind}" for i in range(count) for kind in CHUNK_KINDS)
+
+
+def _row_bytes(dim: int) -> int:
+    """Bytes per row of a centred store: packed bits, int8 codes, two bfloat16 factors."""
+    return (dim + 7) // 8 + dim + 4
 
 
 def _state(path: Path) -> dict[str, bytes]:
@@ -180,8 +206,12 @@ def test_non_float32_and_non_contiguous_batches_are_stored_like_float32(tmp_path
     for batch in batches:
         store.append(batch)
     stored = np.concatenate(batches)
-    bits, codes = _stored_rows(store.path, 24, DIM, CHUNK_ROWS)
-    np.testing.assert_array_equal(bits, quantize_embeddings(stored, "ubinary"))
+    bits, codes, factors = _stored_rows(store.path, 24, DIM, CHUNK_ROWS)
+    expected_bits, expected_factors = naive_centred_codes(
+        stored.astype(np.float64), store.snapshot.corpus.centre
+    )
+    np.testing.assert_array_equal(bits, expected_bits)
+    np.testing.assert_array_equal(factors, expected_factors)
     expected_codes = quantize_embeddings(stored, "int8", ranges=_fixed_ranges())
     np.testing.assert_array_equal(codes, expected_codes)
 
@@ -198,18 +228,19 @@ def test_reopen_sees_the_same_rows_and_search_results(tmp_path):
     np.testing.assert_array_equal(before[0], after[0])
 
 
+@pytest.mark.parametrize("scan", ["asymmetric", "hamming", "hamming+asymmetric"])
 @pytest.mark.parametrize("rescore", ["int8", "bits", "none"])
-def test_search_does_not_depend_on_the_chunk_size(tmp_path, rescore):
+def test_search_does_not_depend_on_the_chunk_size(tmp_path, scan, rescore):
     corpus_f32, query_f32 = _embeddings(0, 100), _embeddings(1, 4)
     small = _empty_store(tmp_path / "small")
     whole = _empty_store(tmp_path / "whole", chunk_rows=1000)
     small.append(corpus_f32)
     whole.append(corpus_f32)
-    small_scores, small_ids = small.search(query_f32, k=9, rescore=rescore)
-    whole_scores, whole_ids = whole.search(query_f32, k=9, rescore=rescore)
+    small_scores, small_ids = small.search(query_f32, k=9, scan=scan, rescore=rescore)
+    whole_scores, whole_ids = whole.search(query_f32, k=9, scan=scan, rescore=rescore)
     np.testing.assert_array_equal(small_ids, whole_ids)
-    np.testing.assert_allclose(small_scores, whole_scores, rtol=1e-6)
-    if rescore == "none":
+    np.testing.assert_array_equal(small_scores, whole_scores)
+    if (scan, rescore) == ("hamming", "none"):  # the fixed ranges' midpoint centre is 0
         distances, ids = naive_hamming_topk(
             quantize_embeddings(corpus_f32, "ubinary"), quantize_embeddings(query_f32, "ubinary"), 9
         )
@@ -251,7 +282,7 @@ def test_calibration_from_calibration_embeddings(tmp_path):
     expected = np.vstack([sample_f32.min(axis=0), sample_f32.max(axis=0)])
     np.testing.assert_array_equal(store.calibration.ranges, expected)
     assert "calibration_embeddings" in store.calibration_source
-    _, codes = _stored_rows(store.path, ROWS, DIM, CHUNK_ROWS)
+    _, codes, _ = _stored_rows(store.path, ROWS, DIM, CHUNK_ROWS)
     expected_codes = quantize_embeddings(corpus_f32, "int8", calibration_embeddings=sample_f32)
     np.testing.assert_array_equal(codes, expected_codes)
 
@@ -266,7 +297,7 @@ def test_calibration_from_the_first_append(tmp_path):
     )
     assert "first append" in store.calibration_source
     store.append(second_f32)  # saturates in the first batch's ranges, which stay
-    _, codes = _stored_rows(store.path, 21, DIM, CHUNK_ROWS)
+    _, codes, _ = _stored_rows(store.path, 21, DIM, CHUNK_ROWS)
     np.testing.assert_array_equal(codes[:12], quantize_embeddings(first_f32, "int8"))
     reopened = CorpusStore.open(tmp_path / "store")
     assert reopened.calibration_source == store.calibration_source
@@ -416,7 +447,7 @@ def test_k_larger_than_the_store_returns_every_row(tmp_path):
 
 def test_verify_returns_the_committed_bytes_checked(tmp_path):
     store, _ = _filled_store(tmp_path)
-    assert store.verify() == ROWS * ((DIM + 7) // 8 + DIM)
+    assert store.verify() == ROWS * _row_bytes(DIM)
 
 
 @pytest.mark.parametrize("name", ["000000.bits", "000002.codes", "000004.bits", "000004.codes"])
@@ -595,7 +626,7 @@ def test_sigkill_during_appends_keeps_every_acknowledged_batch(tmp_path, acks_be
     assert acked * BATCH <= committed <= (acked + 1) * BATCH
     batches = [_batch(i) for i in range(committed // BATCH)]
     _assert_holds(survivor, np.concatenate(batches))
-    assert survivor.verify() == committed * (CRASH_DIM // 8 + CRASH_DIM)
+    assert survivor.verify() == committed * _row_bytes(CRASH_DIM)
     assert survivor.search(_batch(999)[:2], k=3)[1].shape == (2, 3)
 
     # the kernel released the dead child's lock: this append takes it and clears its leftovers
@@ -777,7 +808,7 @@ def test_uncommitted_garbage_is_invisible_and_cleared_by_the_next_writer(tmp_pat
     more_f32 = _embeddings(2, 10)
     np.testing.assert_array_equal(reopened.append(more_f32), np.arange(ROWS, ROWS + 10))
     _assert_holds(CorpusStore.open(store.path), np.concatenate([corpus_f32, more_f32]))
-    assert reopened.verify() == (ROWS + 10) * ((DIM + 7) // 8 + DIM)
+    assert reopened.verify() == (ROWS + 10) * _row_bytes(DIM)
     assert _chunk_files(store.path) == _expected_chunk_files(ROWS + 10, CHUNK_ROWS)
     assert not (store.path / ".manifest.json.tmp-999999").exists()
     # a reader that mapped the chunks before the writer cut them back still reads its snapshot

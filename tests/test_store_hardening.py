@@ -62,8 +62,10 @@ def _manifest(path: Path) -> dict:
 
 
 def _as_format_1(path: Path) -> None:
-    """Rewrite the manifest as fastquant 0.1 wrote it: format 1, no checksum of its own."""
+    """Rewrite the manifest of a store of sign bits as fastquant 0.1 wrote it: format 1, no
+    checksum of its own, no kind of bits."""
     body = _manifest(path)
+    assert body.pop("bits") == "sign" and body.pop("centre_crc32") is None
     del body["json_crc32"]
     body["format_version"] = 1
     (path / "manifest.json").write_text(json.dumps(body, indent=1))
@@ -205,13 +207,13 @@ def test_an_edited_manifest_fails_its_own_checksum(tmp_path):
 
 
 def test_a_format_1_manifest_cannot_prove_unlisted_chunks_are_leftovers(tmp_path):
-    store, _ = _filled_store(tmp_path)
+    store, _ = _filled_store(tmp_path, bits="sign")
     store.close()
+    _as_format_1(store.path)  # 0.1 had no checksum
     body = _manifest(store.path)
     del body["chunks"][-1]
-    del body["json_crc32"]
-    body.update(rows=4 * CHUNK_ROWS, format_version=1)
-    (store.path / "manifest.json").write_text(json.dumps(body))  # 0.1 had no checksum
+    body.update(rows=4 * CHUNK_ROWS)
+    (store.path / "manifest.json").write_text(json.dumps(body))
     before = _without_lock(snapshot(tmp_path))
     reopened = CorpusStore.open(store.path)
     assert len(reopened) == 4 * CHUNK_ROWS
@@ -234,7 +236,7 @@ def test_an_append_refuses_to_cut_a_last_chunk_that_fails_its_crc(tmp_path):
 
 
 def test_a_format_1_store_opens_appends_and_is_written_as_format_2(tmp_path):
-    store, corpus_f32 = _filled_store(tmp_path)
+    store, corpus_f32 = _filled_store(tmp_path, bits="sign")
     store.close()
     query_f32 = _embeddings(9, 3)
     expected = store.search(query_f32, k=5)
@@ -252,6 +254,7 @@ def test_a_format_1_store_opens_appends_and_is_written_as_format_2(tmp_path):
     legacy.append(more_f32)
     body = _manifest(store.path)
     assert body["format_version"] == 2 and list(body)[-1] == "json_crc32"
+    assert (body["bits"], body["centre_crc32"]) == ("sign", None)  # it stays a store of sign bits
     upgraded = CorpusStore.open(store.path)
     assert len(upgraded) == ROWS + 9
     upgraded.verify()
@@ -704,7 +707,7 @@ def test_a_full_disk_while_writing_the_manifest_or_calibration_names_the_file(tm
             store.append(_embeddings(1, 5))
     after = _without_lock(snapshot(tmp_path))
     assert not [name for name in after if ".tmp-" in name]  # the temp file was removed
-    assert after.keys() - {"store/calibration.npy"} == before.keys()
+    assert after.keys() - {"store/calibration.npy", "store/centre.npy"} == before.keys()
     store.append(_embeddings(1, 5))
     CorpusStore.open(store.path).verify()
 
@@ -732,8 +735,20 @@ def test_the_store_written_is_documented_format_2(tmp_path):
         "rows",
         "calibration_crc32",
         "calibration_source",
+        "bits",
+        "centre_crc32",
         "chunks",
         "json_crc32",
+    ]
+    assert body["bits"] == "centred"
+    assert list(body["chunks"][0]) == [
+        "bits",
+        "codes",
+        "rows",
+        "bits_crc32",
+        "codes_crc32",
+        "factors",
+        "factors_crc32",
     ]
     assert body["format_version"] == 2
     crc = body.pop("json_crc32")

@@ -1,10 +1,12 @@
 """``CorpusStore.search`` and ``exact_search`` against a plain NumPy pipeline.
 
-The reference packs sign bits, takes the exact Hamming top ``min(k * multiplier, n)`` (ties by
-ascending id), rescores those candidates in float64 and sorts by ``(-score, id)``. The store's
-float32 (fastmath) scores may reorder near-ties, so rescored results are compared up to rounding;
-the Hamming ranking (``rescore="none"``) is compared exactly. Chunk size, append batches,
-backend, threads, prefetch and in-memory bits must not change a single bit of the answer.
+The reference makes the store's bits (sign bits, or centred bits with their factors), takes the
+scan's exact top ``min(k * multiplier, n)`` (Hamming distance, or the asymmetric score of 4-bit
+queries from unpacked bit-planes; ties by ascending id), rescores those candidates in float64
+and sorts by ``(-score, id)``. The store's float32 (fastmath) rescoring may reorder near-ties,
+so rescored results are compared up to rounding; the scans' rankings (``rescore="none"``) are
+compared exactly, scores included. Chunk size, append batches, backend, threads, prefetch and
+in-memory bits must not change a single bit of the answer.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from fastquant._engine import NARROWING_WIDTH, plane_queries
 from fastquant._kernels import config
 from fastquant.store import CorpusStore
 from fastquant.store import corpus as corpus_module
 from naive import (
+    naive_asymmetric_scores,
     naive_bit_scores,
+    naive_centred_codes,
     naive_hamming_topk,
     naive_int8_scores,
     naive_pack_bits,
@@ -33,6 +38,8 @@ from naive import (
 )
 
 RESCORES = ("int8", "bits", "none")
+SCANS = ("asymmetric", "hamming", "hamming+asymmetric")
+BIT_KINDS = ("centred", "sign")
 DIMS = (1, 3, 8, 9, 65, 130)
 CHUNK_ROWS = (1, 2, 3, 7, 64, 1 << 20)
 MULTIPLIERS = (1, 2, 4, 10)
@@ -44,26 +51,77 @@ SLOWER_PROPERTY = settings(deadline=None, max_examples=30)
 # -- the reference pipeline ------------------------------------------------------------------
 
 
-def naive_store_search(x_corpus_f32, ranges, queries, k, multiplier, rescore):
-    """Float64 reference of ``CorpusStore.search``: ``scores (q, k') float64, ids (q, k') int64``.
+def naive_bits(x_corpus_f32, ranges, kind):
+    """What a store of ``kind`` built with ``ranges`` holds: ``(bits, factors or None, centre or
+    None)``. A centred store built with ranges alone is centred at their midpoint."""
+    if kind == "sign":
+        return naive_pack_bits(x_corpus_f32), None, None
+    centre = ((ranges[0] + ranges[1]) / 2).astype(np.float32)
+    bits, factors = naive_centred_codes(x_corpus_f32, centre)
+    return bits, factors, centre
 
-    ``x_corpus_f32 (n, dim)`` are the appended rows, ``ranges (2, dim)`` the store's int8 ranges.
-    ``k' = min(k, n)``; the Hamming scan keeps ``min(k * multiplier, n)`` candidates (``k`` for
-    ``"none"``, whose scores are ``dim - 2 * distance``).
+
+def naive_scan(x_corpus_f32, ranges, queries, count, scan, kind):
+    """The scan's top ``min(count, n)``: ``scores (q, c)`` (float32 as the store computes them;
+    Hamming: ``dim - 2 * distance``) and ``ids (q, c)``, by ``(-score, id)``."""
+    n, dim = x_corpus_f32.shape
+    bits, factors, centre = naive_bits(x_corpus_f32, ranges, kind)
+    count = min(count, n)
+    if scan != "asymmetric":
+        query_bits = np.packbits(queries > (0 if centre is None else centre), axis=1)
+        wide = count * (NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
+        dist, ids = naive_hamming_topk(bits, query_bits, min(wide, n))
+        if scan == "hamming":
+            return (dim - 2 * dist).astype(np.float32), ids
+    planes = plane_queries(queries, centre)
+    all_scores = naive_asymmetric_scores(
+        planes.planes, planes.scales, planes.shifts, planes.alphas, bits, factors
+    )
+    if scan == "asymmetric":
+        ids = np.tile(np.arange(n), (len(queries), 1))
+    scores = np.take_along_axis(all_scores, ids, axis=1)
+    order = np.stack([np.lexsort((row_ids, -row)) for row, row_ids in zip(scores, ids)])
+    order = order[:, :count]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def naive_bits_rescore(x_corpus_f32, ranges, queries, kind):
+    """``(q, n) float64`` scores of ``rescore="bits"``: BPR ``q . (2b - 1)`` on sign bits; on
+    centred bits ``f * (q' . (2b - 1)) + alpha * g`` with ``q' = q - alpha c``."""
+    bits, factors, centre = naive_bits(x_corpus_f32, ranges, kind)
+    if centre is None or not centre.any():
+        scores = naive_bit_scores(queries, bits)
+        alphas, q_centred = np.zeros(len(queries)), None
+    else:
+        c64 = centre.astype(np.float64)
+        alphas = queries.astype(np.float64) @ c64 / (c64 @ c64)
+        q_centred = queries - alphas[:, None] * c64
+        scores = naive_bit_scores(q_centred, bits)
+    if factors is None:
+        return scores
+    f, g = ((factors[:, i].astype(np.uint32) << 16).view(np.float32) for i in range(2))
+    return f[None, :] * scores + alphas[:, None] * g[None, :]
+
+
+def naive_store_search(
+    x_corpus_f32, ranges, queries, k, multiplier, rescore, scan="hamming", kind="sign"
+):
+    """Reference of ``CorpusStore.search``: ``scores (q, k'), ids (q, k') int64``.
+
+    ``x_corpus_f32 (n, dim)`` are the appended rows, ``ranges (2, dim)`` the store's int8 ranges,
+    ``kind`` its bits. ``k' = min(k, n)``; the scan keeps ``min(k * multiplier, n)`` candidates
+    (``k`` for ``"none"``, whose scores are the scan's, float32); rescores are float64.
     """
     n, dim = x_corpus_f32.shape
-    corpus_bits = naive_pack_bits(x_corpus_f32)
     if rescore == "none":
         multiplier = 1
-    dist, candidates = naive_hamming_topk(
-        corpus_bits, naive_pack_bits(queries), min(k * multiplier, n)
-    )
+    scan_scores, candidates = naive_scan(x_corpus_f32, ranges, queries, k * multiplier, scan, kind)
     if rescore == "none":
-        return (dim - 2 * dist).astype(np.float64), candidates
+        return scan_scores, candidates
     if rescore == "int8":
         all_scores = naive_int8_scores(queries, naive_quantize_int8(x_corpus_f32, ranges), ranges)
     else:
-        all_scores = naive_bit_scores(queries, corpus_bits)
+        all_scores = naive_bits_rescore(x_corpus_f32, ranges, queries, kind)
     scores = np.take_along_axis(all_scores, candidates, axis=1)
     order = np.stack([np.lexsort((ids, -row)) for row, ids in zip(scores, candidates)])[
         :, : min(k, n)
@@ -78,26 +136,34 @@ def naive_exact_search(x_corpus_f32, ranges, queries, k):
     return np.take_along_axis(all_scores, ids, axis=1), ids.astype(np.int64)
 
 
-def score_tolerance(queries, ranges, rescore):
+def score_tolerance(queries, ranges, rescore, x_corpus_f32=None, kind="sign"):
     """``(q,)`` bound on float32 rounding: 1e-4 of the sum of absolute terms of a score.
 
     An int8 score is summed as ``q . start + 128 * sum(q * step) + sum(q * step * code)``, so a
-    dimension's terms reach ``|q| * (|start| + 256 * step)``; a bit score's ``|q|``.
+    dimension's terms reach ``|q| * (|start| + 256 * step)``; a bit score's ``|q|``, times the
+    largest factor ``f`` (plus ``|alpha g|``) on centred bits.
     """
     if rescore == "int8":
         ranges = np.asarray(ranges, dtype=np.float32)
         steps = (ranges[1] - ranges[0]) / np.float32(255)
         magnitude = np.abs(ranges[0].astype(np.float64)) + 256.0 * np.where(steps == 0, 1, steps)
-    else:
-        magnitude = np.ones(queries.shape[1])
-    return 1e-4 * (np.abs(queries.astype(np.float64)) @ magnitude) + 1e-9
+        return 1e-4 * (np.abs(queries.astype(np.float64)) @ magnitude) + 1e-9
+    _, factors, centre = naive_bits(x_corpus_f32, ranges, kind)
+    if factors is None:
+        return 1e-4 * np.abs(queries.astype(np.float64)).sum(axis=1) + 1e-9
+    f, g = (np.abs((factors[:, i].astype(np.uint32) << 16).view(np.float32)) for i in range(2))
+    c64 = centre.astype(np.float64)
+    alphas = np.abs(queries @ c64) / max(c64 @ c64, 1e-300)
+    size = (np.abs(queries) + alphas[:, None] * np.abs(c64)).sum(axis=1)
+    return 1e-4 * (size * f.max() + alphas * g.max()) + 1e-9
 
 
-def content_rows(x_corpus_f32, ranges, rescore):
-    """What a row's score depends on: its int8 codes, or its packed bits."""
+def content_rows(x_corpus_f32, ranges, rescore, kind="sign"):
+    """What a row's score depends on: its int8 codes, or its packed bits (and factors)."""
     if rescore == "int8":
         return naive_quantize_int8(x_corpus_f32, ranges)
-    return naive_pack_bits(x_corpus_f32)
+    bits, factors, _ = naive_bits(x_corpus_f32, ranges, kind)
+    return bits if factors is None else np.concatenate([bits, factors.view(np.uint8)], axis=1)
 
 
 def assert_ranked(scores, ids):
@@ -245,15 +311,18 @@ def random_cuts(rng: np.random.Generator, n: int) -> list[int]:
     return sorted(set(rng.integers(1, n, int(rng.integers(0, 5))).tolist()))
 
 
-def build_store(folder: Path, problem: Problem, chunk_rows: int, cuts=()) -> CorpusStore:
-    """A store of ``problem.x`` with ``problem.ranges``, appended in batches split at ``cuts``.
+def build_store(
+    folder: Path, problem: Problem, chunk_rows: int, cuts=(), kind: str = "centred"
+) -> CorpusStore:
+    """A store of ``problem.x`` with ``problem.ranges`` and bits of ``kind``, appended in batches
+    split at ``cuts``.
 
     Durability is not under test here, so ``fsync`` (milliseconds per chunk file on a disk) is
     skipped: a store of one-row chunks would otherwise take seconds to write.
     """
     with mock.patch("os.fsync"):
         store = CorpusStore.create(
-            folder, problem.x.shape[1], ranges=problem.ranges, chunk_rows=chunk_rows
+            folder, problem.x.shape[1], ranges=problem.ranges, chunk_rows=chunk_rows, bits=kind
         )
         for batch in np.split(problem.x, list(cuts)):
             store.append(batch)
@@ -270,17 +339,19 @@ def scratch() -> Iterator[Path]:
 
 
 def all_answers(
-    store: CorpusStore, problem: Problem, **kwargs
+    store: CorpusStore, problem: Problem, scans=SCANS, **kwargs
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every rescore mode's search and the exact search of ``problem``'s request."""
+    """Every scan and rescore mode's search and the exact search of ``problem``'s request."""
     answers = {
-        rescore: store.search(
+        f"{scan} {rescore}": store.search(
             problem.queries,
             problem.k,
+            scan=scan,
             rescore=rescore,
             rescore_multiplier=problem.multiplier,
             **kwargs,
         )
+        for scan in scans
         for rescore in RESCORES
     }
     answers["exact"] = store.exact_search(problem.queries, problem.k, threads=kwargs.get("threads"))
@@ -300,40 +371,51 @@ def assert_identical(expected: dict, got: dict, what: str) -> None:
 
 
 @PROPERTY
-@given(problem=problems(), chunk_rows=st.sampled_from(CHUNK_ROWS))
-@example(problem=EDGE_CASES[1], chunk_rows=3)
-@example(problem=EDGE_CASES[2], chunk_rows=7)
-def test_search_matches_reference(problem, chunk_rows):
+@given(
+    problem=problems(),
+    chunk_rows=st.sampled_from(CHUNK_ROWS),
+    kind=st.sampled_from(BIT_KINDS),
+)
+@example(problem=EDGE_CASES[1], chunk_rows=3, kind="centred")
+@example(problem=EDGE_CASES[2], chunk_rows=7, kind="sign")
+@example(problem=EDGE_CASES[4], chunk_rows=2, kind="centred")
+def test_search_matches_reference(problem, chunk_rows, kind):
     p = problem
     with scratch() as folder:
         store = build_store(
-            folder / "store", p, chunk_rows, random_cuts(np.random.default_rng(p.seed), p.n)
+            folder / "store", p, chunk_rows, random_cuts(np.random.default_rng(p.seed), p.n), kind
         )
         k_out = min(p.k, p.n)
-        for rescore in RESCORES:
-            scores, ids = store.search(
-                p.queries, p.k, rescore=rescore, rescore_multiplier=p.multiplier
-            )
-            if rescore == "none":
-                ref_scores, ref_ids = naive_store_search(
-                    p.x, p.ranges, p.queries, p.k, p.multiplier, "none"
-                )
-                assert scores.dtype == np.float32 and ids.dtype == np.int64
-                np.testing.assert_array_equal(ids, ref_ids)
-                np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
-                continue
-            # Rank every candidate: k = K with multiplier 1 keeps the same Hamming top K.
-            candidates = min(p.k * p.multiplier, p.n)
-            ref_scores, ref_ids = naive_store_search(
-                p.x, p.ranges, p.queries, candidates, 1, rescore
-            )
-            tol = score_tolerance(p.queries, p.ranges, rescore)
-            assert_matches_reference(
-                scores, ids, ref_scores, ref_ids, k_out, tol, content_rows(p.x, p.ranges, rescore)
-            )
-            # The rescored rows are exactly the Hamming top K (rescore="none" with k = K).
-            _, hamming_ids = store.search(p.queries, candidates, rescore="none")
-            np.testing.assert_array_equal(np.sort(hamming_ids, axis=1), np.sort(ref_ids, axis=1))
+        for scan in SCANS:
+            for rescore in RESCORES:
+                check_against_reference(store, p, k_out, scan, rescore, kind)
+
+
+def check_against_reference(store, p, k_out, scan, rescore, kind):
+    scores, ids = store.search(
+        p.queries, p.k, scan=scan, rescore=rescore, rescore_multiplier=p.multiplier
+    )
+    what = f"{scan} {rescore} {kind}"
+    if rescore == "none":
+        ref_scores, ref_ids = naive_store_search(
+            p.x, p.ranges, p.queries, p.k, p.multiplier, "none", scan, kind
+        )
+        assert scores.dtype == np.float32 and ids.dtype == np.int64
+        np.testing.assert_array_equal(ids, ref_ids, err_msg=what)
+        np.testing.assert_array_equal(scores, ref_scores, err_msg=what)
+        return
+    # Rank every candidate: k = K with multiplier 1 keeps the same top K of the scan.
+    candidates = min(p.k * p.multiplier, p.n)
+    ref_scores, ref_ids = naive_store_search(
+        p.x, p.ranges, p.queries, candidates, 1, rescore, scan, kind
+    )
+    tol = score_tolerance(p.queries, p.ranges, rescore, p.x, kind)
+    assert_matches_reference(
+        scores, ids, ref_scores, ref_ids, k_out, tol, content_rows(p.x, p.ranges, rescore, kind)
+    )
+    # The rescored rows are exactly the scan's top K (rescore="none" with k = K).
+    _, scan_ids = store.search(p.queries, candidates, scan=scan, rescore="none")
+    np.testing.assert_array_equal(np.sort(scan_ids, axis=1), np.sort(ref_ids, axis=1), what)
 
 
 @PROPERTY
@@ -367,6 +449,9 @@ def test_reference_pipeline_by_hand():
     query = np.array([[0.5, -0.5, 0.5]], dtype=np.float32)
     scores, ids = naive_store_search(x, ranges, query, 2, 1, "none")
     assert ids.tolist() == [[0, 3]] and scores.tolist() == [[3.0, 3.0]]
+    # 4-bit query: 0.5 -> 15, -0.5 -> 0, offset 8 (delta 1/15 * 1 / 0.5 ...): rows 0 and 3 first
+    scores, ids = naive_store_search(x, ranges, query, 4, 1, "none", "asymmetric")
+    assert ids.tolist() == [[0, 3, 1, 2]] and scores[0, 0] == scores[0, 1] > scores[0, 2]
     scores, ids = naive_store_search(x, ranges, query, 2, 2, "bits")  # candidates 0, 3, 1
     assert ids.tolist() == [[0, 3]] and np.allclose(scores, 1.5)
     scores, ids = naive_store_search(x, ranges, query, 4, 1, "bits")
@@ -400,7 +485,7 @@ def test_chunk_size_and_batches_do_not_change_the_answer(problem, slice_rows):
 
 @pytest.fixture(scope="module", params=["numpy", "faiss", "usearch"])
 def other_backend(request) -> str:
-    """A Hamming backend besides numba; skipped when its library is not installed."""
+    """A scan backend besides numba; skipped when its library is not installed."""
     if request.param != "numpy":
         pytest.importorskip({"faiss": "faiss", "usearch": "usearch.index"}[request.param])
     return request.param
@@ -415,11 +500,11 @@ def test_backends_give_the_numba_answer(other_backend, problem, chunk_rows):
     p = problem
     with scratch() as folder:
         store = build_store(folder / "store", p, chunk_rows)
-        for rescore in RESCORES:
-            request = {"rescore": rescore, "rescore_multiplier": p.multiplier, "threads": 1}
-            expected = store.search(p.queries, p.k, **request)
-            got = store.search(p.queries, p.k, backend=other_backend, **request)
-            assert_identical({rescore: expected}, {rescore: got}, other_backend)
+        hamming_only = other_backend in ("faiss", "usearch")
+        scans = [scan for scan in SCANS if not (hamming_only and scan == "asymmetric")]
+        expected = all_answers(store, p, scans, threads=1)
+        got = all_answers(store, p, scans, threads=1, backend=other_backend)
+        assert_identical(expected, got, other_backend)
 
 
 @SLOWER_PROPERTY
@@ -450,15 +535,13 @@ def test_chunks_across_scan_blocks(tmp_path, chunk_rows):
     store = build_store(tmp_path / "store", p, chunk_rows, cuts=[100, 600])
     whole = build_store(tmp_path / "whole", p, 1 << 20)
     assert_identical(all_answers(whole, p), all_answers(store, p), f"chunk_rows={chunk_rows}")
-    _, ref_ids = naive_store_search(p.x, p.ranges, p.queries, p.k, p.multiplier, "none")
-    np.testing.assert_array_equal(store.search(p.queries, p.k, rescore="none")[1], ref_ids)
-    candidates = p.k * p.multiplier
-    ref_scores, ref_ids = naive_store_search(p.x, p.ranges, p.queries, candidates, 1, "int8")
-    scores, ids = store.search(p.queries, p.k, rescore="int8", rescore_multiplier=p.multiplier)
-    tol = score_tolerance(p.queries, p.ranges, "int8")
-    assert_matches_reference(
-        scores, ids, ref_scores, ref_ids, p.k, tol, content_rows(p.x, p.ranges, "int8")
-    )
+    for scan in SCANS:
+        _, ref_ids = naive_store_search(
+            p.x, p.ranges, p.queries, p.k, p.multiplier, "none", scan, "centred"
+        )
+        got = store.search(p.queries, p.k, scan=scan, rescore="none")[1]
+        np.testing.assert_array_equal(got, ref_ids, err_msg=scan)
+    check_against_reference(store, p, p.k, "asymmetric", "int8", "centred")
 
 
 # -- edges -----------------------------------------------------------------------------------
@@ -469,7 +552,11 @@ def test_empty_store_returns_no_columns(tmp_path, with_ranges):
     ranges = np.array([[-1.0] * 9, [1.0] * 9], dtype=np.float32) if with_ranges else None
     store = CorpusStore.create(tmp_path / "store", 9, ranges=ranges)
     queries = np.ones((3, 9), dtype=np.float32)
-    answers = [store.search(queries, 5, rescore=rescore) for rescore in RESCORES]
+    answers = [
+        store.search(queries, 5, scan=scan, rescore=rescore)
+        for scan in SCANS
+        for rescore in RESCORES
+    ]
     answers.append(store.exact_search(queries, 5))
     for scores, ids in answers:
         assert scores.shape == ids.shape == (3, 0)
@@ -483,11 +570,13 @@ def test_one_dimensional_query_is_one_row(tmp_path, chunk_rows):
     p = make_problem(seed=5, dim=65, n=20, q=1, mode="pool", k=4, multiplier=2, own_ranges=True)
     store = build_store(tmp_path / "store", p, chunk_rows)
     query = p.queries[0]  # (dim,)
-    for rescore in RESCORES:
-        single = store.search(query, p.k, rescore=rescore, rescore_multiplier=p.multiplier)
-        batch = store.search(query[None, :], p.k, rescore=rescore, rescore_multiplier=p.multiplier)
-        assert single[0].shape == (1, p.k)
-        assert_identical({rescore: batch}, {rescore: single}, "1-D query")
+    for scan in SCANS:
+        for rescore in RESCORES:
+            request = {"scan": scan, "rescore": rescore, "rescore_multiplier": p.multiplier}
+            single = store.search(query, p.k, **request)
+            batch = store.search(query[None, :], p.k, **request)
+            assert single[0].shape == (1, p.k)
+            assert_identical({rescore: batch}, {rescore: single}, "1-D query")
     single, batch = store.exact_search(query, p.k), store.exact_search(query[None, :], p.k)
     assert_identical({"exact": batch}, {"exact": single}, "1-D query")
 
@@ -498,11 +587,12 @@ def test_single_row_and_k_beyond_the_store(tmp_path):
     store = CorpusStore.create(tmp_path / "store", 3, ranges=ranges)
     store.append(x)
     query = np.array([[1.0, 1.0, 1.0], [1.0, -0.5, 0.0]], dtype=np.float32)
-    for rescore in RESCORES:
-        _, ids = store.search(query, 10, rescore=rescore, rescore_multiplier=10)
-        assert ids.tolist() == [[0], [0]]
-    # The row's bits are 100: query 0 (111) is 2 bits away, query 1 (100) none.
-    assert store.search(query, 10, rescore="none")[0].tolist() == [[-1.0], [3.0]]
+    for scan in SCANS:
+        for rescore in RESCORES:
+            _, ids = store.search(query, 10, scan=scan, rescore=rescore, rescore_multiplier=10)
+            assert ids.tolist() == [[0], [0]]
+    # The row's bits are 100 (centre 0): query 0 (111) is 2 bits away, query 1 (100) none.
+    assert store.search(query, 10, scan="hamming", rescore="none")[0].tolist() == [[-1.0], [3.0]]
     assert store.exact_search(query, 10)[1].tolist() == [[0], [0]]
 
 
@@ -514,11 +604,14 @@ def test_ties_across_chunks_keep_ascending_ids(tmp_path):
     store.append(x[:4])
     store.append(x[4:])
     query = np.array([[1.0, 1.0, -1.0, 0.5, 0.25]], np.float32)
-    for rescore in RESCORES:
-        for multiplier in (1, 10):
-            scores, ids = store.search(query, 4, rescore=rescore, rescore_multiplier=multiplier)
-            assert ids.tolist() == [[0, 1, 2, 3]]
-            assert len(set(scores[0].tolist())) == 1
+    for scan in SCANS:
+        for rescore in RESCORES:
+            for multiplier in (1, 10):
+                scores, ids = store.search(
+                    query, 4, scan=scan, rescore=rescore, rescore_multiplier=multiplier
+                )
+                assert ids.tolist() == [[0, 1, 2, 3]]
+                assert len(set(scores[0].tolist())) == 1
     assert store.exact_search(query, 4)[1].tolist() == [[0, 1, 2, 3]]
 
 
@@ -534,7 +627,8 @@ def test_noisy_copies_find_their_source(tmp_path):
     store = CorpusStore.create(tmp_path / "store", 256, chunk_rows=1000)
     store.append(corpus[:1700])  # the int8 ranges come from this first batch
     store.append(corpus[1700:])
-    _, ids = store.search(queries, 10, rescore="int8", rescore_multiplier=4)
-    assert (ids[:, 0] == sources).mean() >= 0.98
+    for scan in SCANS:
+        _, ids = store.search(queries, 10, scan=scan, rescore="int8", rescore_multiplier=4)
+        assert (ids[:, 0] == sources).mean() >= 0.98, scan
     _, exact_ids = store.exact_search(queries, 1)
     assert (exact_ids[:, 0] == sources).mean() >= 0.98

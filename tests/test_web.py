@@ -117,6 +117,14 @@ def test_search_page_escapes_records_and_formats_scores(index):
     assert "3 results in " in answer and " over 300 rows" in answer
 
 
+@pytest.mark.parametrize("scan", ["asymmetric", "hamming", "hamming+asymmetric"])
+def test_search_page_uses_the_chosen_scan(index, scan):
+    answer = search_page(index, {"Uses": "fever"}, 5, scan)
+    (expected,) = index.search("Uses: fever", 5, scan=scan)
+    for hit in expected.hits:
+        assert f'<td class="number">{hit.score:.3f}</td>' in answer
+
+
 def test_the_page_in_chromium_shows_what_the_index_finds(index, page_url, browser):
     from playwright.sync_api import expect
 

@@ -132,37 +132,91 @@ def labels_of(values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
 
 # -- the methods compared ------------------------------------------------------------------------
 
-#: Methods run once per rescore multiplier m, in report order: the Hamming top ``k * m``
-#: (``candidates``), those candidates rescored three ways, and sentence-transformers' searches.
-BY_MULTIPLIER = ["candidates", "float32 rescore", "int8 rescore", "bits rescore", *ST_METHODS]
+#: Candidate scans compared, each followed by the same int8 rescoring of its top ``k * m``:
+#: name -> (the store's kind of bits, its ``scan=``), or a faiss index (``faiss_candidates``).
+SCANS = {
+    "asymmetric": ("centred", "asymmetric"),
+    "asymmetric, sign bits": ("sign", "asymmetric"),
+    "hamming+asymmetric": ("centred", "hamming+asymmetric"),
+    "hamming, centred bits": ("centred", "hamming"),
+}
+FAISS_SCANS = {"faiss RaBitQ": "IndexRaBitQ", "faiss RaBitQ FastScan": "IndexRaBitQFastScan"}
+#: faiss's query bits (``RaBitQSearchParameters.qb``), as fastquant's 4-bit queries.
+FAISS_QUERY_BITS = 4
+
+#: Methods run once per rescore multiplier m, in report order: the Hamming top ``k * m`` of sign
+#: bits (``candidates``: fastquant 0.1's scan), those candidates rescored three ways,
+#: sentence-transformers' searches, then every other candidate scan with int8 rescoring.
+BY_MULTIPLIER = [
+    "candidates", "float32 rescore", "int8 rescore", "bits rescore", *ST_METHODS, *SCANS,
+    *FAISS_SCANS,
+]  # fmt: skip
 
 Ids = dict[str, np.ndarray]
 
 
+def faiss_candidates(corpus_f32: np.ndarray, index: str):
+    """``search(queries, count) -> ids (q, count)`` of a faiss RaBitQ index of ``corpus_f32``
+    (centre from the corpus, queries quantized to ``FAISS_QUERY_BITS`` bits)."""
+    import faiss
+
+    built = getattr(faiss, index)(corpus_f32.shape[1], faiss.METRIC_INNER_PRODUCT)
+    built.train(corpus_f32)
+    built.add(corpus_f32)
+    params = None
+    if index == "IndexRaBitQ":
+        params = faiss.RaBitQSearchParameters()
+        params.qb = FAISS_QUERY_BITS
+    else:
+        built.qb = FAISS_QUERY_BITS
+
+    def search(queries_f32: np.ndarray, count: int) -> np.ndarray:
+        return built.search(queries_f32, count, params=params)[1].astype(np.int64)
+
+    return search
+
+
 def run_methods(
-    store, corpus_f32: np.ndarray, queries_f32: np.ndarray, k: int, multipliers: Sequence[int]
+    stores: dict,
+    corpus_f32: np.ndarray,
+    queries_f32: np.ndarray,
+    k: int,
+    multipliers: Sequence[int],
 ) -> tuple[Ids, dict[str, Ids]]:
     """Top-k ids ``(q, k) int64`` of every method: ``{name: ids}`` and ``{name: {"m": ids}}``.
 
-    ``store`` is a :class:`~fastquant.store.CorpusStore` holding ``corpus_f32`` in id order.
-    Without a multiplier: ``float32 exact``, ``int8 exact``, ``binary`` (Hamming order, no
-    rescoring). By multiplier: ``BY_MULTIPLIER`` (``candidates`` are ``(q, k * m)``).
+    ``stores`` maps a kind of bits (``"sign"``, ``"centred"``) to a
+    :class:`~fastquant.store.CorpusStore` holding ``corpus_f32`` in id order with the same int8
+    ranges. Without a multiplier: ``float32 exact``, ``int8 exact``, ``binary`` (Hamming order of
+    sign bits), ``asymmetric`` (asymmetric order of centred bits), no rescoring. By multiplier:
+    ``BY_MULTIPLIER`` (``candidates`` are ``(q, k * m)``).
     """
+    from fastquant import rescore_int8
+
+    sign, centred = stores["sign"], stores["centred"]
     exact = {
         "float32 exact": exact_topk(queries_f32, corpus_f32, k),
-        "int8 exact": store.exact_search(queries_f32, k)[1],
-        "binary": store.search(queries_f32, k, rescore="none")[1],
+        "int8 exact": sign.exact_search(queries_f32, k)[1],
+        "binary": sign.search(queries_f32, k, scan="hamming", rescore="none")[1],
+        "asymmetric": centred.search(queries_f32, k, rescore="none")[1],
     }
+    codes = np.concatenate(sign.snapshot.corpus.codes)
+    faiss_scans = {name: faiss_candidates(corpus_f32, index) for name, index in FAISS_SCANS.items()}
     by_multiplier: dict[str, Ids] = {name: {} for name in BY_MULTIPLIER}
     st = STSearch(corpus_f32)
     for m in multipliers:
-        row = {"candidates": store.search(queries_f32, k * m, rescore="none")[1]}
+        row = {"candidates": sign.search(queries_f32, k * m, scan="hamming", rescore="none")[1]}
         row["float32 rescore"] = rescore_f32(queries_f32, corpus_f32, row["candidates"], k)
         for rescore in ("int8", "bits"):
-            row[f"{rescore} rescore"] = store.search(
-                queries_f32, k, rescore=rescore, rescore_multiplier=m
+            row[f"{rescore} rescore"] = sign.search(
+                queries_f32, k, scan="hamming", rescore=rescore, rescore_multiplier=m
             )[1]
         row.update({method: st.search(method, queries_f32, k, m) for method in ST_METHODS})
+        for name, (kind, scan) in SCANS.items():
+            row[name] = stores[kind].search(queries_f32, k, scan=scan, rescore_multiplier=m)[1]
+        for name, search in faiss_scans.items():
+            found = search(queries_f32, k * m)
+            row[name] = rescore_int8(codes, queries_f32, found, k, calibration=sign.calibration)[1]
         for name, ids in row.items():
             by_multiplier[name][str(m)] = ids
     return exact, by_multiplier

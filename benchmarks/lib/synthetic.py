@@ -74,13 +74,20 @@ def noisy_queries(
 
 
 def build_store(
-    path: str | Path, rows: int, dim: int, *, seed: int, batch_rows: int = 100_000
+    path: str | Path,
+    rows: int,
+    dim: int,
+    *,
+    seed: int,
+    batch_rows: int = 100_000,
+    bits: str = "centred",
 ) -> CorpusStore:
     """Create a store at ``path`` holding the first ``rows`` rows of corpus ``(seed, dim)``.
 
-    Default ``chunk_rows``; the int8 ranges come from the first batch, as for a real first append.
+    Default ``chunk_rows``; the int8 ranges (and the centre of centred ``bits``) come from the
+    first batch, as for a real first append.
     """
-    store = CorpusStore.create(path, dim)
+    store = CorpusStore.create(path, dim, bits=bits)
     for batch in batches(seed, rows, dim, batch_rows):
         store.append(batch)
     store.close()

@@ -2,7 +2,9 @@
 
 Public API:
     quantize_embeddings, Calibration       float -> int8 / uint8 / packed bits (sentence-transformers compatible)
+    centred_bits                           bits of x > centre with the row factors of asymmetric search
     hamming_topk, compare_backends         exact Hamming top-k on numba / numpy / faiss / usearch
+    asymmetric_topk                        exact top-k of packed bits against 4-bit queries
     rescore_int8, rescore_bits, int8_topk  float32 queries against int8 codes or bits
     CorpusStore                            chunked, memory-mapped, crash-safe store searched in place
 
@@ -18,8 +20,9 @@ TYPE_CHECKING = False  # typing itself is not imported: ``import fastquant`` mus
 if TYPE_CHECKING:
     from typing import Any
 
+    from .asymmetric import asymmetric_topk
     from .hamming import BackendComparison, compare_backends, hamming_topk
-    from .quantize import Calibration, quantize_embeddings
+    from .quantize import Calibration, centred_bits, quantize_embeddings
     from .rescore import int8_topk, rescore_bits, rescore_int8
     from .store import (
         CorpusStore,
@@ -33,10 +36,12 @@ if TYPE_CHECKING:
 
 #: Public name -> the module that defines it.
 _HOMES = {
+    "asymmetric_topk": ".asymmetric",
     "BackendComparison": ".hamming",
     "compare_backends": ".hamming",
     "hamming_topk": ".hamming",
     "Calibration": ".quantize",
+    "centred_bits": ".quantize",
     "quantize_embeddings": ".quantize",
     "int8_topk": ".rescore",
     "rescore_bits": ".rescore",
@@ -60,6 +65,8 @@ __all__ = [
     "StoreNotFoundError",
     "StoreVersionError",
     "StoreWriteError",
+    "asymmetric_topk",
+    "centred_bits",
     "compare_backends",
     "hamming_topk",
     "int8_topk",

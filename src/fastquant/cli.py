@@ -16,13 +16,20 @@ import sys
 from collections.abc import Sequence
 
 from . import commands, interrupts
-from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER
+from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER, DEFAULT_SCAN, SCANS
 from .backends import BACKEND_NAMES
 from .demo import DEMO_K
 from .embed import DEFAULT_BATCH_ROWS, DEFAULT_CALIBRATION_ROWS
+from .encoders import BUILT_IN, DEFAULT_MODEL
 from .store import StoreError
 from .validation import as_int, positive_int
 from .web import DEFAULT_HOST, DEFAULT_PORT
+
+#: What ``--model`` takes, from the encoders' own registry.
+MODEL_HELP = (
+    f"{DEFAULT_MODEL} (default: int8 where the CPU has int8 dot products, else fp32), "
+    f"{', '.join(BUILT_IN)}, or a sentence-transformers folder"
+)
 
 #: Exit status of a command that failed with a reported error.
 EXIT_ERROR = 1
@@ -67,16 +74,24 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         "-k", type=int, default=DEFAULT_K, help="answers per query (default %(default)s)"
     )
     p.add_argument(
+        "--scan",
+        default=DEFAULT_SCAN,
+        choices=SCANS,
+        help="how candidates are found: the bits against the query quantized to 4 bits "
+        "(asymmetric), against its bits (hamming), or a Hamming list narrowed by the "
+        "asymmetric score (default %(default)s)",
+    )
+    p.add_argument(
         "--rescore-multiplier",
         type=int,
         default=DEFAULT_RESCORE_MULTIPLIER,
-        help="binary candidates per answer rescored with int8 (default %(default)s)",
+        help="candidates per answer rescored with int8 (default %(default)s)",
     )
     p.add_argument(
         "--backend",
         default=DEFAULT_BACKEND,
         choices=BACKEND_NAMES,
-        help="Hamming scan engine (default %(default)s)",
+        help="scan engine; the asymmetric scan runs on numba or numpy (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
 
@@ -112,11 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="index the precomputed embeddings of a (rows, dim) .npy file; row i is the "
         "embedding of INPUT's row i (without INPUT, the records are the row numbers)",
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="minilm (default), wordllama, or a sentence-transformers folder",
-    )
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument(
         "--batch-size",
         type=int,
@@ -138,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="model for the query texts (default: the store's; a store of precomputed "
-        "embeddings needs one of its dimension)",
+        help=f"model for the query texts: {MODEL_HELP}. Default: the store's (a store of "
+        "precomputed embeddings needs one of its dimension)",
     )
     p.add_argument(
         "--query-vector",
@@ -165,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--query", action="append", help="query text (repeatable; default: three examples)"
     )
     p.add_argument("-k", type=int, default=DEMO_K, help="answers per query (default %(default)s)")
-    p.add_argument("--model", default=None, help="minilm (default) or wordllama")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=commands.demo)
 

@@ -79,6 +79,7 @@ def search(args: argparse.Namespace) -> int:
         )
     encoder = None if args.model is None else load_encoder(args.model)
     options = {
+        "scan": args.scan,
         "rescore_multiplier": args.rescore_multiplier,
         "backend": args.backend,
         "threads": args.threads,
@@ -173,9 +174,17 @@ def _print_results(result, fields: list[str], rows: int) -> None:
     )
 
 
+#: How ``fastquant info`` describes a store's kind of bits.
+BITS_MEANING = {
+    "centred": "centred (x > centre, with row factors for the asymmetric scan)",
+    "sign": "sign (x > 0, fastquant 0.1's layout)",
+}
+
+
 def info(args: argparse.Namespace) -> int:
     """Rows, dimension, chunks, and bytes per representation against float32."""
     from .store import CorpusStore
+    from .store.manifest import FACTOR_BYTES
     from .text_store import TextStore
 
     with CorpusStore.open(args.store) as store:
@@ -189,6 +198,8 @@ def info(args: argparse.Namespace) -> int:
         ("int8 codes", rows * dim),
         ("binary", rows * manifest.bits_width),
     ]
+    if manifest.centred:  # what the asymmetric scan reads besides the bits
+        sizes.append(("binary + row factors", rows * (manifest.bits_width + FACTOR_BYTES)))
     facts = {
         "store": str(Path(args.store).resolve()),
         "rows": rows,
@@ -196,6 +207,7 @@ def info(args: argparse.Namespace) -> int:
         "chunks": len(manifest.chunks),
         "chunk_rows": manifest.chunk_rows,
         "int8 ranges": calibration or "not yet calibrated",
+        "bits": BITS_MEANING[manifest.bits],
         "model": description.model if description else None,
         "text": _describe_text(description.text) if description and description.text else None,
         "vectors": description.made_from if description and description.vectors else None,
@@ -211,6 +223,7 @@ def info(args: argparse.Namespace) -> int:
         "chunks",
         "chunk_rows",
         "int8 ranges",
+        "bits",
         "model",
         "text",
         "vectors",
@@ -287,7 +300,7 @@ def _ready_demo_store(args: argparse.Namespace):
     from .demo import build_demo_store, demo_store_complete, demo_store_path, medicine_rows
     from .encoders import load_encoder
 
-    encoder = load_encoder(args.model)
+    encoder = load_encoder(args.model, log=_notice)  # the notice of a one-off export
     path = demo_store_path(encoder.name)
     if not demo_store_complete(path):
         _notice(
@@ -321,7 +334,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Cross-check every installed backend on random bits, then time each one."""
+    """Cross-check every installed backend on random bits, then time each one; the same for the
+    engines of the asymmetric scan."""
     from .backends import available_backends
     from .hamming import compare_backends, hamming_topk
     from .validation import thread_count
@@ -351,7 +365,33 @@ def bench(args: argparse.Namespace) -> int:
     print(f"{'backend':<10}{'queries/s':>12}{'numba speed-up':>16}")
     for name, rate in sorted(rates.items(), key=lambda item: -item[1]):
         print(f"{name:<10}{rate:>12,.0f}{rates['numba'] / rate:>15.2f}x")
-    return 0 if report.ok else 1
+    same = _bench_asymmetric(args, corpus, rng.standard_normal((args.batch, args.bits)), threads)
+    return 0 if report.ok and same else 1
+
+
+def _bench_asymmetric(args: argparse.Namespace, corpus, queries, threads: int) -> bool:
+    """The asymmetric scan of the same bits with float queries: engines cross-checked, timed."""
+    from ._engine import ASYMMETRIC_BACKENDS
+    from .asymmetric import asymmetric_topk
+
+    print(f"\nasymmetric scan (the same bits, {args.batch} float queries quantized to 4 bits)")
+
+    def run(name: str):
+        return asymmetric_topk(corpus, queries, args.k, backend=name, threads=threads)
+
+    answers = {name: run(name) for name in ASYMMETRIC_BACKENDS}
+    same = all(
+        np.array_equal(answers[name][i], answers["numba"][i]) for name in answers for i in (0, 1)
+    )
+    print("identical results: numba, numpy" if same else "MISMATCH numpy: differs from numba")
+    rates = {
+        name: args.batch / _median_seconds(lambda name=name: run(name), args.repeats)
+        for name in ASYMMETRIC_BACKENDS
+    }
+    print(f"{'backend':<10}{'queries/s':>12}{'numba speed-up':>16}")
+    for name, rate in sorted(rates.items(), key=lambda item: -item[1]):
+        print(f"{name:<10}{rate:>12,.0f}{rates['numba'] / rate:>15.2f}x")
+    return same
 
 
 def _median_seconds(run, repeats: int) -> float:

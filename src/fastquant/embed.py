@@ -33,7 +33,7 @@ from .pipeline import (
     StageSeconds,
     TextVectors,
     VectorSource,
-    calibrate,
+    calibration_sample,
     embedded_batches,
     first_batches,
 )
@@ -82,6 +82,7 @@ def index_file(
     batch_size: int = DEFAULT_BATCH_ROWS,
     calibration_rows: int = DEFAULT_CALIBRATION_ROWS,
     ranges: Any | None = None,
+    centre: Any | None = None,
     rows: tuple[int, int | None] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     commit_seconds: float = DEFAULT_COMMIT_SECONDS,
@@ -96,7 +97,9 @@ def index_file(
     embeddings take the model's place: ``embedding_column``, a parquet column of float lists (the
     records keep the other columns), or ``embeddings``, a 2-D float ``.npy`` file whose row ``i``
     belongs to input row ``i`` (``input_path`` None: the records are ``{"row": i}``). The int8 ranges
-    are ``ranges (2, dim)`` if given, else calibrated on the first ``calibration_rows`` rows.
+    are ``ranges (2, dim)`` if given, else calibrated on the first ``calibration_rows`` rows, which
+    also give the centre of the store's bits (with ``ranges``: ``centre (dim,)`` if given, else
+    the ranges' midpoint; see :meth:`fastquant.CorpusStore.create`).
     ``rows=(start, stop)`` indexes only that row range of the input (a shard). Embedded batches are
     committed together every ``commit_seconds`` (0: every batch). ``progress`` is a progress bar
     (True), nothing (False) or a callback after each commit; ``log`` receives one-line notices.
@@ -158,7 +161,7 @@ def index_file(
             first: list[EmbeddedBatch] = []
             if target.store is None:
                 first = first_batches(batches, calibration_rows)
-                say(target.create(description, ranges, first))
+                say(target.create(description, ranges, centre, first))
             for group in policy.groups(first, batches):
                 committing = time.perf_counter()
                 target.commit(group)
@@ -248,20 +251,26 @@ class _Target:
             )
 
     def create(
-        self, description: IndexDescription, ranges: Any | None, first: list[EmbeddedBatch]
+        self,
+        description: IndexDescription,
+        ranges: Any | None,
+        centre: Any | None,
+        first: list[EmbeddedBatch],
     ) -> str:
-        """Create the store with ``ranges`` or calibrated on ``first``; returns a notice."""
+        """Create the store with ``ranges`` (and ``centre``) or calibrated on ``first``;
+        returns a notice."""
         if ranges is not None:
-            notice, calibration_source = "int8 ranges: given", None
+            notice, calibration_source, sample = "int8 ranges: given", None, None
         else:
-            ranges = calibrate(first).ranges
-            rows = sum(map(len, first))
-            notice = f"int8 ranges: calibrated on the first {rows:,} rows"
-            calibration_source = f"the first {rows:,} rows indexed"
+            sample = calibration_sample(first)
+            notice = f"int8 ranges: calibrated on the first {len(sample):,} rows"
+            calibration_source = f"the first {len(sample):,} rows indexed"
         self.store = CorpusStore.create(
             self.path,
             description.dim,
+            calibration_embeddings=sample,
             ranges=ranges,
+            centre=centre,
             chunk_rows=self.chunk_rows,
             calibration_source=calibration_source,
         )

@@ -6,7 +6,7 @@
    :mod:`fastquant.precomputed` take vectors computed elsewhere (a parquet column, a ``.npy``
    file) (:func:`embedded_batches` runs stages 1 and 2 and times them);
 3. calibration: a new store's int8 ranges come from the input's first batches
-   (:func:`first_batches`, :func:`calibrate`);
+   (:func:`first_batches`, :func:`calibration_sample`);
 4. committing: embedded batches are grouped into commits by a :class:`CommitPolicy`;
 5. progress: :class:`Progress` shows rows done as a bar or passes them to a callback.
 """
@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 
 from .encoders import Encoder
-from .quantize import Calibration
 from .sources import TextRecipe
 from .validation import require_calibration_rows
 
@@ -138,11 +137,12 @@ def first_batches(batches: Iterator[EmbeddedBatch], rows: int) -> list[EmbeddedB
     return first
 
 
-def calibrate(first: Sequence[EmbeddedBatch]) -> Calibration:
-    """The int8 ranges of the vectors of ``first`` (see :func:`first_batches`): two rows or more."""
+def calibration_sample(first: Sequence[EmbeddedBatch]) -> np.ndarray:
+    """The vectors of ``first`` (see :func:`first_batches`), which a new store's int8 ranges and
+    the centre of its bits come from: two rows or more."""
     sample = np.concatenate([batch.vectors for batch in first])
     require_calibration_rows("the input's first batches", len(sample))
-    return Calibration.from_embeddings(sample)
+    return sample
 
 
 #: Anything with a row count: an EmbeddedBatch.

@@ -25,12 +25,15 @@ import numpy as np
 
 from ._kernels.config import QUANTIZE_PARALLEL_MIN_ELEMENTS
 from ._kernels.pack import (
+    centred_codes,
+    centred_codes_parallel,
     pack_sign_bits,
     pack_sign_bits_parallel,
     quantize_int8,
     quantize_int8_parallel,
 )
 from .validation import (
+    as_centre,
     as_embeddings,
     as_ranges,
     choice,
@@ -244,3 +247,35 @@ def quantize_checked(
             codes ^= 0x80
             codes = codes.view(np.int8)
     return codes.reshape(*embeddings.shape[:-1], codes.shape[-1])
+
+
+def centre_of(embeddings: Any) -> np.ndarray:
+    """``(d,) float32`` per-dimension mean of ``embeddings (n, d)``: the centre of centred bits."""
+    embeddings = as_embeddings("embeddings", embeddings, 2)
+    return embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def centred_bits(embeddings: Any, centre: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Centred bits and row factors of ``embeddings (n, d)`` for :func:`fastquant.asymmetric_topk`.
+
+    Returns ``bits (n, ceil(d / 8)) uint8``, bit set where ``x > centre`` (MSB first), and
+    ``factors (n, 2) uint16``: bfloat16 ``f = |r|^2 / |r|_1`` and ``g = r . centre`` of the
+    residual ``r = x - centre``, which make the asymmetric score an estimate of ``q . x``.
+    """
+    embeddings = as_embeddings("embeddings", embeddings, 2)
+    centre = as_centre(centre, embeddings.shape[1])
+    return centred_checked(embeddings, centre)
+
+
+def centred_checked(embeddings: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`centred_bits` of already validated ``embeddings (n, d)`` and ``centre (d,) float32``."""
+    rows = np.ascontiguousarray(
+        embeddings, dtype=np.float32 if embeddings.dtype == np.float16 else embeddings.dtype
+    )
+    bits = np.empty((rows.shape[0], (rows.shape[1] + 7) // 8), dtype=np.uint8)
+    factors = np.empty((rows.shape[0], 2), dtype=np.uint16)
+    kernel = (
+        centred_codes_parallel if rows.size >= QUANTIZE_PARALLEL_MIN_ELEMENTS else centred_codes
+    )
+    kernel(rows, centre.astype(rows.dtype), bits, factors)
+    return bits, factors

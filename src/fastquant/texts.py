@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER
+from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER, DEFAULT_SCAN
 from .encoders import Encoder, load_encoder
 from .store import CorpusStore
 from .text_store import TextStore
@@ -125,14 +125,16 @@ class TextIndex:
         queries: str | Sequence[str],
         k: int = DEFAULT_K,
         *,
+        scan: str = DEFAULT_SCAN,
         rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
         backend: str = DEFAULT_BACKEND,
         threads: int | None = None,
     ) -> list[TextResults]:
         """The top ``k`` records for each query (one ``TextResults`` per query, in order).
 
-        Each query is embedded, then searched with ``CorpusStore.search`` (binary scan for
-        ``k * rescore_multiplier`` candidates, int8 rescoring); scores are float32 dot products.
+        Each query is embedded, then searched with ``CorpusStore.search`` (``scan`` of the bits
+        for ``k * rescore_multiplier`` candidates, int8 rescoring); scores are float32 dot
+        products.
         """
         texts = [queries] if isinstance(queries, str) else list(queries)
         if not texts or not all(isinstance(text, str) for text in texts):
@@ -141,13 +143,16 @@ class TextIndex:
         started = time.perf_counter()
         query_f32 = encoder.encode(texts)
         embedding = time.perf_counter() - started
-        return self._answers(texts, query_f32, embedding, k, rescore_multiplier, backend, threads)
+        return self._answers(
+            texts, query_f32, embedding, k, scan, rescore_multiplier, backend, threads
+        )
 
     def search_vectors(
         self,
         query_f32: Any,
         k: int = DEFAULT_K,
         *,
+        scan: str = DEFAULT_SCAN,
         rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
         backend: str = DEFAULT_BACKEND,
         threads: int | None = None,
@@ -156,7 +161,7 @@ class TextIndex:
         ``(dim,)``), as :meth:`search` answers text; the queries are named ``"vector i"``."""
         queries = np.asarray(query_f32)
         labels = [f"vector {i}" for i in range(len(queries) if queries.ndim == 2 else 1)]
-        return self._answers(labels, queries, 0.0, k, rescore_multiplier, backend, threads)
+        return self._answers(labels, queries, 0.0, k, scan, rescore_multiplier, backend, threads)
 
     def _answers(
         self,
@@ -164,6 +169,7 @@ class TextIndex:
         query_f32: Any,
         embedding: float,
         k: int,
+        scan: str,
         rescore_multiplier: int,
         backend: str,
         threads: int | None,
@@ -171,7 +177,12 @@ class TextIndex:
         """Search ``query_f32``; one :class:`TextResults` per query, named by ``labels``."""
         started = time.perf_counter()
         scores, ids = self.store.search(
-            query_f32, k, rescore_multiplier=rescore_multiplier, backend=backend, threads=threads
+            query_f32,
+            k,
+            scan=scan,
+            rescore_multiplier=rescore_multiplier,
+            backend=backend,
+            threads=threads,
         )
         searching = time.perf_counter() - started
         self.records.require_rows(len(self.store))  # records deleted or reloaded since opening

@@ -230,6 +230,16 @@ def as_ranges(ranges: Any) -> np.ndarray:
     return ranges
 
 
+def as_centre(value: Any, dim: int) -> np.ndarray:
+    """``centre (dim,)``: finite floats, as a read-only ``float32`` array."""
+    centre = as_embeddings("centre", value, 1)
+    require_dim("centre", centre, dim)
+    require_float32_range("centre", centre)
+    centre = centre.astype(np.float32)
+    centre.flags.writeable = False
+    return centre
+
+
 def as_calibration(value: Any) -> Calibration:
     """A :class:`~fastquant.Calibration`, or ``(2, d)`` ranges to build one from."""
     from .quantize import Calibration

@@ -13,6 +13,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from ._engine import DEFAULT_SCAN, SCANS
 from .encoders import Encoder, load_encoder
 from .sources import template_fields
 from .texts import TextIndex, TextResults
@@ -65,12 +66,14 @@ def combine_query(text_recipe: Mapping[str, str], values: Mapping[str, str]) -> 
     return text
 
 
-def search_page(index: TextIndex, values: Mapping[str, str], k: int) -> str:
+def search_page(
+    index: TextIndex, values: Mapping[str, str], k: int, scan: str = DEFAULT_SCAN
+) -> str:
     """The page's answer (HTML) to the query fields ``values``: status, query and results table."""
     query = combine_query(index.description.text, values)
     if not query:
         return f'<p class="status">{EMPTY_QUERY}</p>'
-    (result,) = index.search(query, k)
+    (result,) = index.search(query, k, scan=scan)
     return "\n".join(
         (
             f'<p class="status">{_status(result, len(index))}</p>',
@@ -85,8 +88,8 @@ def build_app(index: TextIndex, *, title: str = "fastquant search") -> gradio.Bl
     gr = _gradio()
     fields = query_fields(index.description.text)
 
-    def search(k: float, *values: str) -> str:
-        return search_page(index, dict(zip(fields, values)), int(k))
+    def search(k: float, scan: str, *values: str) -> str:
+        return search_page(index, dict(zip(fields, values)), int(k), scan)
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(
@@ -97,12 +100,15 @@ def build_app(index: TextIndex, *, title: str = "fastquant search") -> gradio.Bl
             boxes = [gr.Textbox(label=_label(name)) for name in fields]
         with gr.Row(equal_height=True):
             k = gr.Slider(1, 100, value=10, step=1, label="Results", scale=3, elem_id="top-k")
+            scan = gr.Radio(
+                list(SCANS), value=DEFAULT_SCAN, label="Candidate scan", scale=2, elem_id="scan"
+            )
             button = gr.Button("Search", variant="primary", scale=1)
         results = gr.HTML(elem_id="results", css_template=_TABLE_CSS)
         gr.on(
             [button.click, *(box.submit for box in boxes)],
             search,
-            inputs=[k, *boxes],
+            inputs=[k, scan, *boxes],
             outputs=results,
             concurrency_id="search",  # the button and every Enter share one queue: one at a time
         )

@@ -6,17 +6,17 @@ The estimator (RaBitQ's, with the query centred by projection):
   corpus centre ``c`` (``c = 0``: plain sign bits), with two factors ``f = |r|^2 / |r|_1`` and
   ``g = r . c`` (none for plain sign bits: ``f = 1``, ``g = 0``);
 - a query ``q`` loses its component along ``c``: ``alpha = (q . c) / |c|^2``, ``q' = q - alpha c``,
-  then ``q'`` is quantized to 4 bits per dimension, ``q' ~ delta * (v - o)`` with ``v`` in
-  ``0..15``, the scale ``delta`` and integer offset ``o`` chosen per query for the least squared
-  error; ``v`` is held as 4 bit-planes;
-- ``t = sum_j (v_j - o) b_j`` is integer popcount work (``_kernels.asymmetric``), and
-  ``q' . (2b - 1) ~ delta * (2 t - sum_j (v_j - o))``;
+  then ``q'`` is quantized to signed 4 bits per dimension, ``q' ~ delta * w`` with ``w`` in
+  ``-8..7``, the scale ``delta`` chosen per query for the least squared error among ranges of
+  40% to 100% of ``max |q'|``; ``w`` is held as the 4 bit-planes of its two's complement;
+- ``t = sum_j w_j b_j`` is integer popcount work (``_kernels.asymmetric``), and
+  ``q' . (2b - 1) ~ delta * (2 t - sum_j w_j)``;
 - ``q . x = q' . r + alpha (r . c) + q . c ~ f * (q' . (2b - 1)) + alpha * g + q . c``.
 
 Rows are ranked by the score ``f * s + alpha * g`` (``s`` the estimate of ``q' . (2b - 1)``),
 which the kernels compute in float32: an estimate of ``q . x`` less the per-query constant
-``q . c``. Equal scores are ordered by ascending id. Query preparation is plain float64 NumPy, row by row, so a query's planes and
-constants do not depend on the batch it comes in.
+``q . c``. Equal scores are ordered by ascending id. Query preparation (``_kernels/queries.py``) is float64, query by query, so a
+query's planes and constants do not depend on the batch it comes in.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ import numpy as np
 
 from .._kernels import asymmetric as kernels
 from .._kernels import config
-from .._kernels.bitplanes import PLANES
+from .._kernels import queries as query_kernels
+from .._kernels.bitplanes import PLANE_WEIGHTS, PLANES
 from .corpus import ChunkedCorpus, chunk_segments
 from .scan import merge_sorted
 
 #: Query bits per dimension (bit-planes).
 QUERY_BITS = PLANES
-_LEVELS = (1 << QUERY_BITS) - 1
-#: Fractions of the query's range tried as the quantization range; the least squared error wins.
-_RANGE_FRACTIONS = np.linspace(0.5, 1.0, 11)
+#: Fractions of ``max |q'|`` tried as the quantization range; the least squared error wins.
+_RANGE_FRACTIONS = np.linspace(0.4, 1.0, 13)
 #: Engines of the asymmetric scan: fastquant's kernel and its NumPy reference.
 ASYMMETRIC_BACKENDS = ("numba", "numpy")
 
@@ -44,67 +44,38 @@ ASYMMETRIC_BACKENDS = ("numba", "numpy")
 class PlaneQueries:
     """Queries prepared for the asymmetric scan.
 
-    ``planes (q, 4, ceil(d / 8)) uint8``: bit ``p`` of every ``v_j`` packed MSB first;
-    ``offsets (q,) int32``: ``o``; ``scales``, ``shifts``, ``alphas`` ``(q,) float32``:
-    ``2 delta``, ``-delta * sum_j (v_j - o)`` and ``alpha``.
+    ``planes (q, 4, ceil(d / 8)) uint8``: bit ``p`` of every ``w_j & 15`` packed MSB first;
+    ``scales``, ``shifts``, ``alphas`` ``(q,) float32``: ``2 delta``, ``-delta * sum_j w_j`` and
+    ``alpha``.
     """
 
     planes: np.ndarray
-    offsets: np.ndarray
     scales: np.ndarray
     shifts: np.ndarray
     alphas: np.ndarray
 
     @property
     def count(self) -> int:
-        return self.offsets.shape[0]
+        return self.scales.shape[0]
+
+
+def centred_queries(queries: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``q' (q, d) float32`` and ``alpha (q,) float32``: the float (unquantized) query side."""
+    projected = np.empty_like(queries)
+    alphas = np.empty(queries.shape[0], dtype=np.float32)
+    query_kernels.centred_queries(queries, centre, projected, alphas)
+    return projected, alphas
 
 
 def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQueries:
-    """Prepare validated ``queries (q, d) float32`` for a corpus centred at ``centre (d,)``."""
-    q64 = queries.astype(np.float64)
-    alphas = np.zeros(len(q64))
-    if centre is not None and centre.any():
-        c64 = centre.astype(np.float64)
-        alphas = (q64 * c64).sum(axis=1) / (c64 * c64).sum()
-        q64 = q64 - alphas[:, None] * c64
-    values, offsets, deltas = _quantize(q64)
-    planes = np.stack(
-        [np.packbits((values >> p) & 1, axis=1) for p in range(QUERY_BITS)], axis=1
-    ).astype(np.uint8)
-    level_sums = (values - offsets[:, None]).sum(axis=1)
-    return PlaneQueries(
-        planes=np.ascontiguousarray(planes),
-        offsets=offsets.astype(np.int32),
-        scales=(2.0 * deltas).astype(np.float32),
-        shifts=(-deltas * level_sums).astype(np.float32),
-        alphas=alphas.astype(np.float32),
-    )
-
-
-def _quantize(q64: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``values (q, d) int64`` in ``0..15``, ``offsets (q,) int64`` and ``deltas (q,)`` with
-    ``q64 ~ delta * (values - offset)``, the range fraction of least squared error per query."""
-    low, high = q64.min(axis=1), q64.max(axis=1)
-    best_error = np.full(len(q64), np.inf)
-    values = np.zeros(q64.shape, np.int64)
-    offsets = np.zeros(len(q64), np.int64)
-    deltas = np.ones(len(q64))
-    for fraction in _RANGE_FRACTIONS:
-        delta = (high - low) * fraction / _LEVELS
-        delta = np.where(delta > 0, delta, 1.0)
-        offset = np.clip(np.round(-low * fraction / delta), 0, _LEVELS).astype(np.int64)
-        level = np.clip(np.round(q64 / delta[:, None]) + offset[:, None], 0, _LEVELS)
-        level = level.astype(np.int64)
-        error = ((q64 - delta[:, None] * (level - offset[:, None])) ** 2).sum(axis=1)
-        better = error < best_error
-        best_error = np.where(better, error, best_error)
-        values[better], offsets[better], deltas[better] = (
-            level[better],
-            offset[better],
-            delta[better],
-        )
-    return values, offsets, deltas
+    """Prepare validated ``queries (q, d) float32`` for a corpus centred at ``centre (d,)``
+    (``_kernels.queries``)."""
+    q, d = queries.shape
+    centre = np.zeros(d, np.float32) if centre is None else centre
+    planes = np.zeros((q, QUERY_BITS, (d + 7) // 8), dtype=np.uint8)
+    scales, shifts, alphas = (np.empty(q, dtype=np.float32) for _ in range(3))
+    query_kernels.plane_queries(queries, centre, _RANGE_FRACTIONS, planes, scales, shifts, alphas)
+    return PlaneQueries(planes, scales, shifts, alphas)
 
 
 def asymmetric_candidates(
@@ -128,7 +99,7 @@ def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: i
     planes_flat = queries.planes.reshape(-1)
     out_keys = np.empty((queries.count, k), dtype=np.float32)
     out_ids = np.empty((queries.count, k), dtype=np.int64)
-    constants = (queries.offsets, queries.scales, queries.shifts, queries.alphas)
+    constants = (queries.scales, queries.shifts, queries.alphas)
     work = corpus.rows * nbytes * PLANES * queries.count
     if threads == 1 or work < config.PARALLEL_MIN_WORK_BYTES:
         kernels.asymmetric_topk_serial(
@@ -151,16 +122,14 @@ _NUMPY_ROWS = 1 << 14
 def reference_scores(
     bits: np.ndarray, factors: np.ndarray | None, queries: PlaneQueries
 ) -> np.ndarray:
-    """``(q, n) float32`` scores of every row of ``bits (n, nbytes) uint8``,
-    in NumPy, with the float32 operations of the kernel in the same order."""
+    """``(q, n) float32`` scores of every row of ``bits (n, nbytes) uint8``, in NumPy, with the
+    float32 operations of the kernel in the same order."""
     d = 8 * bits.shape[1]
-    values = sum(
-        np.unpackbits(queries.planes[:, p], axis=1)[:, :d].astype(np.int64) << p
-        for p in range(QUERY_BITS)
-    )
-    unpacked = np.unpackbits(bits, axis=1)[:, :d]
-    totals = np.rint(values.astype(np.float64) @ unpacked.T.astype(np.float64)).astype(np.int64)
-    t = totals - queries.offsets[:, None].astype(np.int64) * unpacked.sum(axis=1)[None, :]
+    unpacked = np.unpackbits(bits, axis=1)[:, :d].T.astype(np.float64)
+    t = sum(
+        weight * np.rint(np.unpackbits(queries.planes[:, p], axis=1)[:, :d] @ unpacked)
+        for p, weight in enumerate(PLANE_WEIGHTS)
+    ).astype(np.int64)
     scores = queries.scales[:, None] * t.astype(np.float32) + queries.shifts[:, None]
     if factors is not None:
         f, g = (bfloat16_to_float32(factors[:, i]) for i in range(2))
@@ -201,7 +170,7 @@ def score_asymmetric(
     for c, rows, slots in chunk_segments(candidates, corpus.offsets):
         factors = corpus.factors[c] if corpus.factors else np.empty((0, 2), np.uint16)
         kernels.score_asymmetric_slots(
-            planes_flat, queries.offsets, queries.scales, queries.shifts, queries.alphas, nbytes,
+            planes_flat, queries.scales, queries.shifts, queries.alphas, nbytes,
             corpus.bits[c], factors, bool(corpus.factors), rows, slots, per_query, flat,
         )  # fmt: skip
     return scores

@@ -13,6 +13,7 @@ import numpy as np
 from .._kernels import config
 from .._kernels import rescore as kernels
 from ..quantize import Calibration
+from .asymmetric import bfloat16_to_float32, centred_queries
 from .corpus import ChunkedCorpus, chunk_segments, prefetch_rows
 from .scan import merge_sorted
 
@@ -75,7 +76,15 @@ def score_int8(
 def score_bits(
     corpus: ChunkedCorpus, queries: np.ndarray, candidates: np.ndarray, *, threads: int = 1
 ) -> np.ndarray:
-    """Scores ``(q, c) float32`` of ``candidates`` as ``q . (2b - 1)`` (BPR) from their bits."""
+    """Scores ``(q, c) float32`` of ``candidates`` from their bits and the float32 queries.
+
+    Sign bits: ``q . (2b - 1)`` (BPR). Centred bits: the float form of the asymmetric estimate,
+    ``f * (q' . (2b - 1)) + alpha * g`` (:mod:`.asymmetric`), with ``q'`` the query less its
+    component along the centre.
+    """
+    alphas = np.zeros(queries.shape[0], dtype=np.float32)
+    if corpus.centre is not None:
+        queries, alphas = centred_queries(queries, corpus.centre)
     totals = queries.sum(axis=1, dtype=np.float32)
     scores = np.empty(candidates.shape, dtype=np.float32)
     flat, per_query, flip = scores.reshape(-1), candidates.shape[1], np.uint8(corpus.bits_flip)
@@ -89,6 +98,9 @@ def score_bits(
                 kernels.score_bit_slots_parallel(
                     queries, totals, bits, flip, rows, slots, per_query, used, flat
                 )
+        if corpus.factors:
+            f, g = (bfloat16_to_float32(corpus.factors[c][rows, i]) for i in range(2))
+            flat[slots] = f * flat[slots] + alphas[slots // per_query] * g
     return scores
 
 

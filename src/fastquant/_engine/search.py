@@ -1,22 +1,96 @@
-"""The whole route of a search: the candidate scan, then rescoring of the candidates, then top k."""
+"""The whole route of a search: the candidate scan, then rescoring of the candidates, then top k.
+
+Scans (``scan=``):
+
+- ``"asymmetric"`` (default): every row's asymmetric score (:mod:`.asymmetric`), a 4-bit query
+  against the stored bits; exact over the whole corpus, so the answer depends on nothing but the
+  data and the query;
+- ``"hamming"``: Hamming distance between the query's bits and the rows' (fastquant 0.1's scan);
+- ``"hamming+asymmetric"``: the Hamming top ``NARROWING_WIDTH`` times the candidates, narrowed
+  by their asymmetric scores: cheaper than the full asymmetric scan when a large batch makes the
+  scan compute-bound, and as deterministic.
+
+Each keeps ``k * rescore_multiplier`` candidates (``k`` with ``rescore="none"``), which are
+rescored (int8 codes, or bits) and cut to ``k``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..quantize import quantize_checked
+from .asymmetric import asymmetric_candidates, plane_queries, score_asymmetric
 from .corpus import ChunkedCorpus
 from .scan import hamming_candidates
 from .score import no_results, score_bits, score_int8, top_by_score
 
 #: How candidates are rescored: against their int8 codes, their bits (BPR), or not at all.
 RESCORE_MODES = ("int8", "bits", "none")
+#: How candidates are found; see the module docstring.
+SCANS = ("asymmetric", "hamming", "hamming+asymmetric")
+#: The Hamming stage of ``"hamming+asymmetric"`` keeps this many times the candidates.
+NARROWING_WIDTH = 10
 
 #: Defaults of every search entry point (``CorpusStore.search``, ``TextIndex.search``, the CLI,
 #: ``fastquant.distributed.search``).
 DEFAULT_K = 10
 DEFAULT_RESCORE_MULTIPLIER = 4
 DEFAULT_BACKEND = "numba"
+DEFAULT_SCAN = "asymmetric"
+
+
+def query_bits(corpus: ChunkedCorpus, queries: np.ndarray) -> np.ndarray:
+    """``(q, ceil(dim / 8)) uint8`` bits of ``queries`` made like the corpus's: ``q > centre``."""
+    centre = 0 if corpus.centre is None else corpus.centre
+    return np.packbits(queries > centre, axis=1)
+
+
+@dataclass(frozen=True)
+class FirstPass:
+    """A scan's top list before narrowing: ``keys (q, c) float32`` ascending, the negated scan
+    scores (Hamming: ``2 * distance - dim``), ``ids (q, c) int64`` (ties by ascending id) and, for
+    ``"hamming+asymmetric"``, the asymmetric scores ``narrow (q, c) float32`` of those ids.
+
+    The top list of a union of corpora is the merge of their top lists by ``(key, id)``, so
+    shards can each scan and a client merge (``fastquant.distributed``).
+    """
+
+    keys: np.ndarray
+    ids: np.ndarray
+    narrow: np.ndarray | None = None
+
+
+def first_pass(
+    corpus: ChunkedCorpus, queries: np.ndarray, count: int, scan: str, backend: str, threads: int
+) -> FirstPass:
+    """The scan of :func:`candidates`, before ``"hamming+asymmetric"`` narrows it to ``count``."""
+    if scan == "asymmetric":
+        planes = plane_queries(queries, corpus.centre)
+        scores, ids = asymmetric_candidates(corpus, planes, count, backend, threads)
+        return FirstPass(-scores, ids)
+    wide = count * (NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
+    distances, ids = hamming_candidates(corpus, query_bits(corpus, queries), wide, backend, threads)
+    keys = (2 * distances - corpus.dim).astype(np.float32)
+    if scan == "hamming":
+        return FirstPass(keys, ids)
+    narrow = score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
+    return FirstPass(keys, ids, narrow)
+
+
+def finish(found: FirstPass, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``scores, ids (q, min(count, c))`` of a first pass: narrowed by ``narrow`` if it has one."""
+    if found.narrow is None:
+        return -found.keys[:, :count], found.ids[:, :count]
+    return top_by_score(found.narrow, found.ids, min(count, found.ids.shape[1]))
+
+
+def candidates(
+    corpus: ChunkedCorpus, queries: np.ndarray, count: int, scan: str, backend: str, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first stage: ``scores (q, c) float32`` descending and ``ids (q, c) int64``,
+    ``c = min(count, rows)``, ties by ascending id. Hamming scores are ``dim - 2 * distance``."""
+    return finish(first_pass(corpus, queries, count, scan, backend, threads), count)
 
 
 def search(
@@ -24,6 +98,7 @@ def search(
     queries: np.ndarray,
     k: int,
     *,
+    scan: str,
     rescore: str,
     rescore_multiplier: int,
     backend: str,
@@ -32,18 +107,17 @@ def search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``min(k, rows)`` of validated ``queries (q, dim) float32``: scores, ids ``(q, k')``.
 
-    The Hamming scan keeps ``k * rescore_multiplier`` candidates (``k`` with ``rescore="none"``,
-    whose scores are ``dim - 2 * distance``), which are rescored and cut to ``k``.
+    ``backend`` runs the scan: any Hamming engine for ``"hamming"`` (and the Hamming stage of
+    ``"hamming+asymmetric"``), ``"numba"`` or ``"numpy"`` for ``"asymmetric"``.
     """
     if corpus.rows == 0:
         return no_results(queries.shape[0])
     multiplier = 1 if rescore == "none" else rescore_multiplier
-    query_bits = quantize_checked(queries, "ubinary", None)
-    distances, candidates = hamming_candidates(corpus, query_bits, k * multiplier, backend, threads)
+    scores, found = candidates(corpus, queries, k * multiplier, scan, backend, threads)
     if rescore == "none":
-        return (corpus.dim - 2 * distances).astype(np.float32), candidates
+        return scores, found
     if rescore == "bits":
-        scores = score_bits(corpus, queries, candidates, threads=threads)
+        scores = score_bits(corpus, queries, found, threads=threads)
     else:
-        scores = score_int8(corpus, queries, candidates, threads=threads, prefetch=prefetch)
-    return top_by_score(scores, candidates, min(k, candidates.shape[1]))
+        scores = score_int8(corpus, queries, found, threads=threads, prefetch=prefetch)
+    return top_by_score(scores, found, min(k, found.shape[1]))

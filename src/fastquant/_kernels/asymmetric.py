@@ -1,14 +1,12 @@
 """Asymmetric top-k: packed bit rows scored against 4-bit queries, corpus-parallel over chunks.
 
 A query is given as its 4 bit-planes ``planes_flat (q * 4 * nbytes,) uint8`` (see
-:mod:`fastquant._kernels.bitplanes`) with per-query ``offsets (q,) int32`` and float32
-``scales``, ``shifts``, ``alphas`` (q,). For row bits ``b`` the kernel computes the integer
-
-    t = sum_p 2^p popcount(plane_p AND b) - offset * popcount(b)      (= sum_j u_j b_j)
-
-and the float32 score ``s = scale * t + shift`` (an estimate of ``q' . (2b - 1)``). With row
-factors (``factor_addresses``: per chunk, ``(rows, 2) uint16`` bfloat16 pairs ``(f, g)``) the
-score is ``f * s + alpha * g``. Every operation is a single float32 operation in this order, so
+:mod:`fastquant._kernels.bitplanes`) with per-query float32 ``scales``, ``shifts``, ``alphas``
+(q,). For row bits ``b`` the kernel computes the integer ``t = sum_j w_j b_j`` of the signed
+4-bit query values ``w`` and the float32 score ``s = scale * t + shift`` (an estimate of
+``q' . (2b - 1)``). With row factors (``factor_addresses``: per chunk, ``(rows, 2) uint16``
+bfloat16 pairs ``(f, g)``) the score is ``f * s + alpha * g`` (without, ``f = 1`` and ``g = 0``:
+the same float32 operations). Every operation is a single float32 operation in this order, so
 the NumPy reference reproduces each score bit for bit. Top-k keeps the highest scores, equal
 scores by ascending id, as negated keys in the heaps of :mod:`fastquant._kernels.topk`.
 
@@ -22,7 +20,15 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, njit, prange
 
-from .bitplanes import PLANES, and_popcount_byte, bfloat16_value, plane_block_1, plane_block_4
+from .bitplanes import (
+    PLANE_WEIGHTS,
+    PLANES,
+    and_popcount_byte,
+    and_popcount_word,
+    bfloat16_value,
+    plane_block_1,
+    plane_block_4,
+)
 from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
 from .hamming import _bytes_at
 from .popcount import QUERIES_PER_SCAN
@@ -30,57 +36,36 @@ from .topk import EMPTY_ID, heap_replace_root, merge_heaps
 
 
 @njit(**KERNEL)
-def block_plane_sums(
-    corpus_flat, planes_flat, nbytes, row_lo, row_hi, q_lo, q_hi, sums, counts, prefetch_bytes
+def block_plane_totals(
+    corpus_flat, planes_flat, nbytes, row_lo, row_hi, q_lo, q_hi, totals, prefetch_bytes
 ):
-    """``sums[j * SCAN_BLOCK_ROWS + r - row_lo]``: plane sum of row ``r`` and query ``q_lo + j``;
-    ``counts[r - row_lo]``: popcount of row ``r``. Trailing bytes (``nbytes % 8``) included."""
+    """``totals[j * SCAN_BLOCK_ROWS + r - row_lo]``: ``t`` of row ``r`` and query ``q_lo + j``,
+    trailing bytes (``nbytes % 8``) included."""
     stride = PLANES * nbytes
     if q_hi - q_lo == QUERIES_PER_SCAN:
         plane_block_4(
-            corpus_flat,
-            row_lo,
-            row_hi,
-            nbytes,
-            planes_flat,
-            q_lo * stride,
-            sums,
-            counts,
-            0,
+            corpus_flat, row_lo, row_hi, nbytes, planes_flat, q_lo * stride, totals, 0,
             prefetch_bytes,
-        )
+        )  # fmt: skip
     else:
         for qi in range(q_lo, q_hi):
             plane_block_1(
-                corpus_flat,
-                row_lo,
-                row_hi,
-                nbytes,
-                planes_flat,
-                qi * stride,
-                sums,
-                counts,
-                qi - q_lo,
+                corpus_flat, row_lo, row_hi, nbytes, planes_flat, qi * stride, totals, qi - q_lo,
                 prefetch_bytes,
-            )
+            )  # fmt: skip
     first_tail_byte = nbytes - nbytes % 8
     if first_tail_byte == nbytes:
         return
     for r in range(row_lo, row_hi):
         at = r * nbytes
-        ones = 0
-        for byte in range(first_tail_byte, nbytes):
-            ones += and_popcount_byte(corpus_flat, at + byte, corpus_flat, at + byte)
-        counts[r - row_lo] += ones
         for qi in range(q_lo, q_hi):
             extra = 0
             for p in range(PLANES):
                 plane = (PLANES * qi + p) * nbytes
                 for byte in range(first_tail_byte, nbytes):
-                    extra += (
-                        and_popcount_byte(corpus_flat, at + byte, planes_flat, plane + byte) << p
-                    )
-            sums[(qi - q_lo) * SCAN_BLOCK_ROWS + r - row_lo] += extra
+                    count = and_popcount_byte(corpus_flat, at + byte, planes_flat, plane + byte)
+                    extra += count * PLANE_WEIGHTS[p]
+            totals[(qi - q_lo) * SCAN_BLOCK_ROWS + r - row_lo] += extra
 
 
 @njit(**INLINE_KERNEL)
@@ -92,21 +77,22 @@ def row_score(t, scale, shift, alpha, f, g):
 @njit(**KERNEL)
 def block_factors(factors, has_factors, row_lo, row_hi, fs, gs):
     """``fs, gs[r - row_lo]``: the float32 factors of rows ``[row_lo, row_hi)`` (1 and 0 without)."""
-    for r in range(row_lo, row_hi):
-        if has_factors:
-            fs[r - row_lo] = bfloat16_value(factors[2 * r])
-            gs[r - row_lo] = bfloat16_value(factors[2 * r + 1])
-        else:
-            fs[r - row_lo] = np.float32(1.0)
-            gs[r - row_lo] = np.float32(0.0)
+    if not has_factors:
+        fs[: row_hi - row_lo] = np.float32(1.0)
+        gs[: row_hi - row_lo] = np.float32(0.0)
+        return
+    pairs = factors[2 * row_lo : 2 * row_hi]
+    for i in range(row_hi - row_lo):
+        fs[i] = bfloat16_value(pairs[2 * i])
+        gs[i] = bfloat16_value(pairs[2 * i + 1])
 
 
 @njit(**KERNEL)
-def block_keys(sums, counts, fs, gs, offset, scale, shift, alpha, keys, worst):
+def block_keys(totals, fs, gs, scale, shift, alpha, keys, worst):
     """``keys (m,) = -score`` of a block's rows for one query; whether any beats ``worst``."""
     better = False
     for i in range(keys.shape[0]):
-        key = -row_score(sums[i] - offset * counts[i], scale, shift, alpha, fs[i], gs[i])
+        key = -row_score(totals[i], scale, shift, alpha, fs[i], gs[i])
         keys[i] = key
         better |= key < worst
     return better
@@ -118,7 +104,6 @@ def scan_range(
     factors,
     has_factors,
     planes_flat,
-    offsets,
     scales,
     shifts,
     alphas,
@@ -132,8 +117,7 @@ def scan_range(
 ):
     """Offer rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to every query's heap ``(q, k)``."""
     nq = heap_keys.shape[0]
-    sums = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
-    counts = np.empty(SCAN_BLOCK_ROWS, dtype=np.int32)
+    totals = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
     fs = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
     gs = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
     keys = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
@@ -143,33 +127,17 @@ def scan_range(
         block_factors(factors, has_factors, block_lo, block_hi, fs, gs)
         for q_lo in range(0, nq, QUERIES_PER_SCAN):
             q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
-            block_plane_sums(
-                corpus_flat,
-                planes_flat,
-                nbytes,
-                block_lo,
-                block_hi,
-                q_lo,
-                q_hi,
-                sums,
-                counts,
+            block_plane_totals(
+                corpus_flat, planes_flat, nbytes, block_lo, block_hi, q_lo, q_hi, totals,
                 prefetch_bytes,
-            )
+            )  # fmt: skip
             for qi in range(q_lo, q_hi):
                 heap = heap_keys[qi]
                 column = (qi - q_lo) * SCAN_BLOCK_ROWS
                 if not block_keys(
-                    sums[column : column + m],
-                    counts[:m],
-                    fs[:m],
-                    gs[:m],
-                    offsets[qi],
-                    scales[qi],
-                    shifts[qi],
-                    alphas[qi],
-                    keys[:m],
-                    heap[0],
-                ):
+                    totals[column : column + m], fs[:m], gs[:m], scales[qi], shifts[qi],
+                    alphas[qi], keys[:m], heap[0],
+                ):  # fmt: skip
                     continue
                 ids = heap_ids[qi]
                 worst = heap[0]
@@ -193,7 +161,6 @@ def _scan_chunks(
     factor_addresses,
     rows,
     planes_flat,
-    offsets,
     scales,
     shifts,
     alphas,
@@ -228,7 +195,6 @@ def _scan_chunks(
                 factors,
                 has_factors,
                 planes_flat,
-                offsets,
                 scales,
                 shifts,
                 alphas,
@@ -250,7 +216,6 @@ def asymmetric_topk_serial(
     factor_addresses,
     rows,
     planes_flat,
-    offsets,
     scales,
     shifts,
     alphas,
@@ -262,13 +227,12 @@ def asymmetric_topk_serial(
 ):
     """Top-k on the calling thread: ``out_keys (q, k) float32`` (negated scores, ascending) and
     ``out_ids (q, k) int64``; ``k <= sum(rows)``; no factors when ``factor_addresses`` is empty."""
-    heap_keys, heap_ids = _empty_heaps(1, offsets.shape[0], k)
+    heap_keys, heap_ids = _empty_heaps(1, scales.shape[0], k)
     _scan_chunks(
         addresses,
         factor_addresses,
         rows,
         planes_flat,
-        offsets,
         scales,
         shifts,
         alphas,
@@ -288,7 +252,6 @@ def asymmetric_topk_parallel(
     factor_addresses,
     rows,
     planes_flat,
-    offsets,
     scales,
     shifts,
     alphas,
@@ -300,14 +263,13 @@ def asymmetric_topk_parallel(
     out_ids,
 ):
     """``asymmetric_topk_serial`` with the blocks of all chunks split into ``threads`` runs."""
-    heap_keys, heap_ids = _empty_heaps(threads, offsets.shape[0], k)
+    heap_keys, heap_ids = _empty_heaps(threads, scales.shape[0], k)
     for t in prange(threads):
         _scan_chunks(
             addresses,
             factor_addresses,
             rows,
             planes_flat,
-            offsets,
             scales,
             shifts,
             alphas,
@@ -324,7 +286,6 @@ def asymmetric_topk_parallel(
 @njit(**KERNEL)
 def score_asymmetric_slots(
     planes_flat,
-    offsets,
     scales,
     shifts,
     alphas,
@@ -345,17 +306,19 @@ def score_asymmetric_slots(
     bits_flat = bits.reshape(-1)
     fs = np.empty(1, dtype=np.float32)
     gs = np.empty(1, dtype=np.float32)
+    whole = nbytes - nbytes % 8
     for j in range(rows.shape[0]):
         r = rows[j]
         qi = slots[j] // per_query
-        total = 0
-        ones = 0
-        for byte in range(nbytes):
-            at = r * nbytes + byte
-            ones += and_popcount_byte(bits_flat, at, bits_flat, at)
-            for p in range(PLANES):
-                plane = (PLANES * qi + p) * nbytes + byte
-                total += and_popcount_byte(bits_flat, at, planes_flat, plane) << p
+        at, plane = r * nbytes, PLANES * qi * nbytes
+        t = 0
+        for p in range(PLANES):
+            count = 0
+            for byte in range(0, whole, 8):
+                count += and_popcount_word(bits_flat, at + byte, planes_flat, plane + byte)
+            for byte in range(whole, nbytes):
+                count += and_popcount_byte(bits_flat, at + byte, planes_flat, plane + byte)
+            t += count * PLANE_WEIGHTS[p]
+            plane += nbytes
         block_factors(factors.reshape(-1), has_factors, r, r + 1, fs, gs)
-        t = total - offsets[qi] * ones
         out[slots[j]] = row_score(t, scales[qi], shifts[qi], alphas[qi], fs[0], gs[0])

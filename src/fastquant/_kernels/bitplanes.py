@@ -1,16 +1,20 @@
 """AND + popcount block scans of packed bit rows against queries held as 4 bit-planes (LLVM IR).
 
-A query quantized to 4 bits per dimension, ``v (d,)`` in ``0..15``, is stored as 4 packed
-planes, plane ``p`` holding bit ``p`` of every ``v_j`` (MSB first, like the rows). For a row of
-bits ``b``, ``sum_j v_j b_j = sum_p 2^p popcount(plane_p AND b)``: still popcounts over the same
-packed bytes, four per word instead of one. ``plane_block_1`` and ``plane_block_4`` write that
-sum for one or four queries per row, and ``popcount(b)`` once per row, for rows
-``[row_lo, row_hi)``; the caller turns them into scores. Sums are written query by query
-(``dist[j * SCAN_BLOCK_ROWS + r]``), so the caller's per-query loops read them contiguously.
+A query quantized to signed 4-bit values, ``w (d,)`` in ``-8..7``, is stored as the 4 packed
+planes of their two's complement nibbles: plane ``p`` holds bit ``p`` of every ``w_j & 15`` (MSB
+first, like the rows), and bit 3 weighs ``-8``. For a row of bits ``b``,
+
+    t = sum_j w_j b_j = sum_{p < 3} 2^p popcount(plane_p AND b) - 8 popcount(plane_3 AND b):
+
+still popcounts over the same packed bytes, four per word instead of one. ``plane_block_1`` and
+``plane_block_4`` write ``t`` for one or four queries per row, for rows ``[row_lo, row_hi)``,
+query by query (``dist[j * SCAN_BLOCK_ROWS + r]``), so the caller's per-query loops read them
+contiguously; the caller turns them into scores. A single query's rows are summed four at a time
+by one shuffle tree.
 
 They are built like the Hamming scan of :mod:`fastquant._kernels.popcount` (whole ``<8 x i64>``
 vectors, ``vpopcntq`` on zmm, loops specialised per row width up to 16 words, several queries
-per corpus load, software prefetch) and share its vector helpers. Distances count whole 64-bit
+per corpus load, software prefetch) and share its vector helpers. Totals count whole 64-bit
 words only; callers add the ``nbytes % 8`` trailing bytes with ``and_popcount_byte``.
 """
 
@@ -24,41 +28,43 @@ from numba.extending import intrinsic
 from .config import SCAN_BLOCK_ROWS
 from .popcount import _I32, _I64, _SPECIALISED_WORDS, QUERIES_PER_SCAN, _Emitter, _i64
 
-#: Bit-planes per query: 4-bit query values.
+#: Bit-planes per query: signed 4-bit query values.
 PLANES = 4
+#: Weight of each plane's popcount: two's complement, the top bit negative.
+PLANE_WEIGHTS = (1, 2, 4, -8)
 
 
 class _PlaneEmitter(_Emitter):
     """Emits one block scan of ``n_queries`` (1 or 4) plane-encoded queries.
 
     Query ``j``'s plane ``p`` starts at byte ``q_off + (PLANES * j + p) * nbytes`` of
-    ``queries``; sums go to ``dist[(col + j) * SCAN_BLOCK_ROWS + r]``, row popcounts to
-    ``counts[r]`` (``r`` relative to ``row_lo``).
+    ``queries``; totals go to ``dist[(col + j) * SCAN_BLOCK_ROWS + r]`` (``r`` relative to
+    ``row_lo``).
     """
 
-    def __init__(
-        self, builder, n_queries, corpus, queries, dist, counts, nbytes, q_off, col, ahead
-    ):
+    def __init__(self, builder, n_queries, corpus, queries, dist, nbytes, q_off, col, ahead):
         super().__init__(builder, n_queries, corpus, queries, dist, nbytes, q_off, col, ahead)
-        self.counts = counts
         self.plane_offsets = [
             [builder.add(q_off, builder.mul(nbytes, _i64(PLANES * j + p))) for p in range(PLANES)]
             for j in range(n_queries)
         ]
 
     def plane_sum(self, row_vector, planes):
-        """``<8 x i64>`` lanes of ``sum_p 2^p popcount(row AND plane_p)``."""
+        """``<8 x i64>`` lanes of ``sum_p PLANE_WEIGHTS[p] popcount(row AND plane_p)``."""
         b = self.b
         total = None
         for p, plane in enumerate(planes):
             count = self.b.call(self.ctpop, [b.and_(row_vector, plane)])
             if p:
                 count = b.shl(count, ir.Constant(count.type, [p] * 8))
-            total = count if total is None else b.add(total, count)
+            if total is None:
+                total = count
+            else:
+                total = b.add(total, count) if PLANE_WEIGHTS[p] > 0 else b.sub(total, count)
         return total
 
-    def row_sums(self, row_index_in_block, row_lo, chunks, plane_vectors):
-        """Prefetch ahead; the lanes of each query's plane sum and of the row's popcount."""
+    def row_totals(self, row_index_in_block, row_lo, chunks, plane_vectors):
+        """Prefetch ahead; the ``<8 x i64>`` lanes of each query's ``t`` for one row."""
         b = self.b
         row_offset = b.mul(b.add(row_lo, row_index_in_block), self.nbytes)
         for off, _ in chunks:
@@ -68,14 +74,12 @@ class _PlaneEmitter(_Emitter):
                 [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
             )
         sums = [self.zero] * self.n_queries
-        ones = self.zero
         for (off, w), per_query in zip(chunks, plane_vectors):
             row_vector = self.load_words(self.corpus, b.add(row_offset, _i64(off)), w)
-            ones = b.add(ones, b.call(self.ctpop, [row_vector]))
             sums = [
                 b.add(s, self.plane_sum(row_vector, planes)) for s, planes in zip(sums, per_query)
             ]
-        return sums, ones
+        return sums
 
     def sum_at(self, query, row_index):
         column = self.b.add(self.col, _i64(query))
@@ -83,21 +87,20 @@ class _PlaneEmitter(_Emitter):
             self.dist, [self.b.add(self.b.mul(column, _i64(SCAN_BLOCK_ROWS)), row_index)]
         )
 
-    def store_row(self, row_index, sums, ones):
-        """Write one row's plane sums (one per query) and its popcount."""
+    def store_row(self, row_index, lanes):
+        """Write one row's totals (one per query)."""
         b = self.b
         if self.n_queries == 1:
-            totals = [b.trunc(b.call(self.reduce_add, [sums[0]]), _I32)]
+            totals = [b.trunc(b.call(self.reduce_add, [lanes[0]]), _I32)]
         else:
-            four = self.reduce_four(sums)
+            four = self.reduce_four(lanes)
             totals = [b.extract_element(four, ir.Constant(_I32, j)) for j in range(self.n_queries)]
         for j, total in enumerate(totals):
             b.store(total, self.sum_at(j, row_index))
-        count = b.trunc(b.call(self.reduce_add, [ones]), _I32)
-        b.store(count, b.gep(self.counts, [row_index]))
 
     def specialised_rows(self, row_lo, count, words):
-        """Row loop for a width of exactly ``words`` words; planes held in registers."""
+        """Row loop for a width of exactly ``words`` words; planes held in registers. A single
+        query's rows go four at a time through one shuffle tree, the rest one by one."""
         b = self.b
         chunks = self.chunks(words)
         plane_vectors = [
@@ -107,8 +110,21 @@ class _PlaneEmitter(_Emitter):
             ]
             for off, w in chunks
         ]
-        with cgutils.for_range(b, count) as loop:
-            self.store_row(loop.index, *self.row_sums(loop.index, row_lo, chunks, plane_vectors))
+        done = _i64(0)
+        if self.n_queries == 1:
+            groups = b.udiv(count, _i64(QUERIES_PER_SCAN))
+            with cgutils.for_range(b, groups) as loop:
+                first = b.mul(loop.index, _i64(QUERIES_PER_SCAN))
+                lanes = [
+                    self.row_totals(b.add(first, _i64(i)), row_lo, chunks, plane_vectors)[0]
+                    for i in range(QUERIES_PER_SCAN)
+                ]
+                four = self.reduce_four(lanes)
+                b.store(four, b.bitcast(self.sum_at(0, first), four.type.as_pointer()), align=4)
+            done = b.mul(groups, _i64(QUERIES_PER_SCAN))
+        with cgutils.for_range(b, b.sub(count, done)) as loop:
+            row = b.add(done, loop.index)
+            self.store_row(row, self.row_totals(row, row_lo, chunks, plane_vectors))
 
     def general_rows(self, row_lo, count, nwords):
         """Row loop for any width: whole chunks with plain loads, the last one masked."""
@@ -118,11 +134,9 @@ class _PlaneEmitter(_Emitter):
         with cgutils.for_range(b, count) as loop:
             row_offset = b.mul(b.add(row_lo, loop.index), self.nbytes)
             sums = [cgutils.alloca_once_value(b, self.zero) for _ in range(self.n_queries)]
-            ones = cgutils.alloca_once_value(b, self.zero)
 
             def accumulate(load, byte):
                 row_vector = load(self.corpus, b.add(row_offset, byte))
-                b.store(b.add(b.load(ones), b.call(self.ctpop, [row_vector])), ones)
                 for s, offsets in zip(sums, self.plane_offsets):
                     planes = [load(self.queries, b.add(p_off, byte)) for p_off in offsets]
                     b.store(b.add(b.load(s), self.plane_sum(row_vector, planes)), s)
@@ -131,44 +145,25 @@ class _PlaneEmitter(_Emitter):
                 accumulate(lambda d, o: self.load_words(d, o, 8), b.mul(chunk.index, _i64(64)))
             with b.if_then(b.icmp_unsigned("!=", tail, _i64(0))):
                 accumulate(lambda d, o: self.load_tail_masked(d, o, tail), b.mul(full, _i64(64)))
-            self.store_row(loop.index, [b.load(s) for s in sums], b.load(ones))
+            self.store_row(loop.index, [b.load(s) for s in sums])
 
 
 def _make_plane_block(n_queries: int):
     @intrinsic
-    def plane_block(
-        typingctx, corpus, row_lo, row_hi, nbytes, planes, q_off, dist, counts, col, ahead
-    ):
+    def plane_block(typingctx, corpus, row_lo, row_hi, nbytes, planes, q_off, dist, col, ahead):
         signature = types.void(
-            corpus,
+            corpus, types.intp, types.intp, types.intp, planes, types.intp, dist, types.intp,
             types.intp,
-            types.intp,
-            types.intp,
-            planes,
-            types.intp,
-            dist,
-            counts,
-            types.intp,
-            types.intp,
-        )
+        )  # fmt: skip
 
         def codegen(context, builder, sig, args):
-            corpus_, row_lo_, row_hi_, nbytes_, planes_, q_off_, dist_, counts_, col_, ahead_ = args
+            corpus_, row_lo_, row_hi_, nbytes_, planes_, q_off_, dist_, col_, ahead_ = args
             data = [
                 context.make_array(sig.args[i])(context, builder, a).data
-                for i, a in ((0, corpus_), (4, planes_), (6, dist_), (7, counts_))
+                for i, a in ((0, corpus_), (4, planes_), (6, dist_))
             ]
             emit = _PlaneEmitter(
-                builder,
-                n_queries,
-                data[0],
-                data[1],
-                data[2],
-                data[3],
-                nbytes_,
-                q_off_,
-                col_,
-                ahead_,
+                builder, n_queries, data[0], data[1], data[2], nbytes_, q_off_, col_, ahead_
             )
             count = builder.sub(row_hi_, row_lo_)
             nwords = builder.udiv(nbytes_, _i64(8))
@@ -192,9 +187,9 @@ def _make_plane_block(n_queries: int):
     return plane_block
 
 
-#: ``plane_block_1(corpus, row_lo, row_hi, nbytes, planes, q_off, dist, counts, col, ahead)``
-#: writes the plane sum of corpus row ``r`` and the query at byte ``q_off`` to
-#: ``dist[col * SCAN_BLOCK_ROWS + r - row_lo]`` and ``popcount(row)`` to ``counts[r - row_lo]``.
+#: ``plane_block_1(corpus, row_lo, row_hi, nbytes, planes, q_off, dist, col, ahead)`` writes ``t``
+#: of corpus row ``r`` and the query at byte ``q_off`` to ``dist[col * SCAN_BLOCK_ROWS + r -
+#: row_lo]``.
 plane_block_1 = _make_plane_block(1)
 #: ``plane_block_4`` does the same for the four queries at ``q_off + j * PLANES * nbytes``, into
 #: columns 0..3.
@@ -241,5 +236,28 @@ def float32_bits(typingctx, value):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], _I32)
+
+    return signature, codegen
+
+
+@intrinsic
+def and_popcount_word(typingctx, a, ia, b, ib):
+    """Bits set in both 8-byte words at byte offsets ``ia`` of ``a`` and ``ib`` of ``b`` (flat
+    ``uint8`` arrays; unaligned loads)."""
+    signature = types.int64(a, types.intp, b, types.intp)
+
+    def codegen(context, builder, sig, args):
+        words = []
+        for array, offset, array_type in (
+            (args[0], args[1], sig.args[0]),
+            (args[2], args[3], sig.args[2]),
+        ):
+            data = context.make_array(array_type)(context, builder, array).data
+            pointer = builder.bitcast(builder.gep(data, [offset]), _I64.as_pointer())
+            words.append(builder.load(pointer, align=1))
+        ctpop = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_I64, [_I64]), "llvm.ctpop.i64"
+        )
+        return builder.call(ctpop, [builder.and_(*words)])
 
     return signature, codegen

@@ -2,9 +2,9 @@
 
 The input's rows are split into ``len(store_paths)`` contiguous ranges, each a whole number of
 ``batch_size`` batches, so every shard embeds exactly the batches a single ``index_file`` run
-would. One task first calibrates the int8 ranges on the input's first ``calibration_rows`` rows
-(embedded as ``index_file`` would); every shard is created with those ranges, so the shards can
-be searched together with :func:`fastquant.distributed.search`, ids in input order.
+would. One task first calibrates the int8 ranges and the centre of the bits on the input's first
+``calibration_rows`` rows (embedded as ``index_file`` would); every shard is created with them,
+so the shards can be searched together with :func:`fastquant.distributed.search`, ids in input order.
 
 Each shard task reports its committed rows with ``Worker.log_event`` on a topic of its own; the
 client subscribes to it and shows one progress bar for the whole input. A task whose worker dies
@@ -30,10 +30,11 @@ from ..pipeline import (
     ProgressCallback,
     StageSeconds,
     TextVectors,
-    calibrate,
+    calibration_sample,
     embedded_batches,
     first_batches,
 )
+from ..quantize import Calibration, centre_of
 from ..sources import InputError, TextRecipe, TextSource
 from ..store import DEFAULT_CHUNK_ROWS
 from ..validation import non_negative_int, positive_int
@@ -49,12 +50,14 @@ _encoders_lock = threading.Lock()
 class IndexPlan:
     """How an input is split: shard ``i`` gets rows ``[bounds[i], bounds[i + 1])``.
 
-    ``ranges (2, dim) float32`` are the int8 ranges every shard is created with.
+    ``ranges (2, dim) float32`` are the int8 ranges and ``centre (dim,) float32`` the centre of
+    the bits every shard is created with.
     """
 
     rows: int
     bounds: tuple[int, ...]
     ranges: np.ndarray
+    centre: np.ndarray
 
 
 def index(
@@ -124,6 +127,7 @@ def index(
                 paths[i],
                 (plan.bounds[i], plan.bounds[i + 1]),
                 plan.ranges,
+                plan.centre,
                 recipe,
                 model,
                 batch_size,
@@ -181,8 +185,8 @@ def plan_index(
     bounds = tuple(min(rows, batch_size * (batch_count * i // shards)) for i in range(shards + 1))
     vector_source = TextVectors(texts, _encoder(model))
     batches = embedded_batches(source.batches(batch_size, 0, rows), vector_source, StageSeconds())
-    calibration = calibrate(first_batches(batches, calibration_rows))
-    return IndexPlan(rows, bounds, calibration.ranges)
+    sample = calibration_sample(first_batches(batches, calibration_rows))
+    return IndexPlan(rows, bounds, Calibration.from_embeddings(sample).ranges, centre_of(sample))
 
 
 def index_shard(
@@ -192,6 +196,7 @@ def index_shard(
     path: str,
     rows: tuple[int, int],
     ranges: np.ndarray,
+    centre: np.ndarray,
     recipe: dict[str, str | None],
     model: str | None,
     batch_size: int,
@@ -210,6 +215,7 @@ def index_shard(
             model=_encoder(model),
             batch_size=batch_size,
             ranges=ranges,
+            centre=centre,
             rows=rows,
             chunk_rows=chunk_rows,
             progress=lambda done, total: worker.log_event(topic, (index, done, total)),

@@ -3,14 +3,17 @@
 Shard ``i`` is a :class:`~fastquant.CorpusStore` directory; its row ``r`` has the global id
 ``r + rows of shards 0..i-1``. A search takes two rounds of one task per shard:
 
-1. scan: each shard's Hamming top ``K = k * rescore_multiplier`` (distance, global id). A
-   single store's top ``K`` takes from each shard a prefix of that shard's own top ``K`` (in the
-   same ``(distance, id)`` order), so merging the lists gives it exactly, ties included;
+1. scan: each shard's top ``K = k * rescore_multiplier`` by the store's own scan (asymmetric
+   score or Hamming distance, global id). A single store's top ``K`` takes from each shard a
+   prefix of that shard's own top ``K`` (in the same ``(key, id)`` order), so merging the lists
+   gives it exactly, ties included (``"hamming+asymmetric"`` merges the wide Hamming lists with
+   their asymmetric scores, then narrows);
 2. score: each shard owning some of those global candidates scores them against its int8 codes
    with the store's own kernel, and the client keeps the top ``k`` by ``(-score, id)``.
 
-Scores equal a single store's only if every shard quantized with the same int8 ranges, so the
-shards' ranges are compared (a digest) and a search over mixed ranges is refused.
+Scores equal a single store's only if every shard quantized with the same int8 ranges and the
+same centre of its bits, so the shards' ranges and centres are compared and a search over mixed
+ones is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def search(
     query_f32: Any,
     k: int = _engine.DEFAULT_K,
     *,
+    scan: str = _engine.DEFAULT_SCAN,
     rescore_multiplier: int = _engine.DEFAULT_RESCORE_MULTIPLIER,
     threads: int | None = None,
     workers: Sequence[Placement] | None = None,
@@ -54,6 +58,8 @@ def search(
         store_paths: the shards' store directories, in global id order.
         query_f32: ``(q, d)`` float queries (or one ``(d,)`` row), normalized like the corpus.
         k: results per query; at most the total rows are returned.
+        scan: the first stage, as in :meth:`fastquant.CorpusStore.search` (run by fastquant's
+            numba engine on every shard).
         rescore_multiplier: the scan keeps ``k * rescore_multiplier`` global candidates to rescore.
         threads: Numba threads per shard task on its worker; default all of the worker's cores.
             With several workers (or worker threads) per machine, give cores divided by them.
@@ -72,6 +78,7 @@ def search(
     paths = shard_paths(store_paths)
     queries = validation.as_float32_rows("query_f32", query_f32)
     k = validation.positive_int("k", k)
+    scan = validation.choice("scan", scan, _engine.SCANS)
     multiplier = validation.positive_int("rescore_multiplier", rescore_multiplier)
     if threads is not None:  # None: each worker uses all of its own cores
         threads = validation.positive_int("threads", threads)
@@ -91,13 +98,14 @@ def search(
         )
 
     scans: list[ShardScan] = client.gather(
-        [submit(scan_shard, i, k * multiplier, threads) for i in range(len(paths))]
+        [submit(scan_shard, i, k * multiplier, scan, threads) for i in range(len(paths))]
     )
     calibration = _check_shards(paths, scans, queries)
     offsets = np.cumsum([0] + [scan.rows for scan in scans], dtype=np.int64)
     if offsets[-1] == 0:
         return _engine.no_results(queries.shape[0])
-    candidates = _global_candidates(scans, offsets, k * multiplier)
+    wide = k * multiplier * (_engine.NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
+    _, candidates = _engine.finish(_merged(scans, offsets, wide), k * multiplier)
 
     digest = calibration_digest(calibration)
     flat = candidates.reshape(-1)
@@ -117,16 +125,23 @@ def search(
     )
 
 
-def _global_candidates(scans: list[ShardScan], offsets: np.ndarray, k: int) -> np.ndarray:
-    """The global Hamming top ``min(k, n)`` ids ``(q, k') int64``: the shards' lists merged."""
+def _merged(scans: list[ShardScan], offsets: np.ndarray, wide: int) -> _engine.FirstPass:
+    """The first pass of the union of the shards: the top ``wide`` of their lists merged by
+    ``(key, global id)``, as one store's scan keeps it."""
     filled = [i for i, scan in enumerate(scans) if scan.rows]
-    _, candidates = _engine.merge_sorted(
-        [scans[i].distances for i in filled],
-        [scans[i].ids + offsets[i] for i in filled],
-        min(k, int(offsets[-1])),
-        _engine.FAR_DISTANCE,
-    )
-    return candidates
+    keys = [scans[i].found.keys for i in filled]
+    ids = [scans[i].found.ids + offsets[i] for i in filled]
+    width = min(wide, int(offsets[-1]))
+    merged_keys, merged_ids = _engine.merge_sorted(keys, ids, width, np.float32(np.inf))
+    narrow = None
+    if scans[filled[0]].found.narrow is not None:  # carry each id's score through the merge
+        all_ids = np.concatenate(ids, axis=1)
+        all_narrow = np.concatenate([scans[i].found.narrow for i in filled], axis=1)
+        order = np.argsort(all_ids, axis=1)
+        sorted_ids = np.take_along_axis(all_ids, order, axis=1)
+        at = np.stack([np.searchsorted(row, wanted) for row, wanted in zip(sorted_ids, merged_ids)])
+        narrow = np.take_along_axis(all_narrow, np.take_along_axis(order, at, axis=1), axis=1)
+    return _engine.FirstPass(merged_keys, merged_ids, narrow)
 
 
 def verify(
@@ -187,13 +202,24 @@ def _check_shards(
         return None
     first = filled[0]
     for i in filled[1:]:
-        if not np.array_equal(scans[i].ranges, scans[first].ranges):
-            raise ValueError(
-                f"shard {i} ({paths[i]}) has int8 ranges different from shard {first} "
-                f"({paths[first]}): its scores would not compare, so shards must share one "
-                "calibration (create each with CorpusStore.create(..., ranges=...), as "
-                "fastquant.distributed.index does)"
-            )
+        for what, mine, theirs in (
+            ("int8 ranges", scans[i].ranges, scans[first].ranges),
+            ("centre of its bits", scans[i].centre, scans[first].centre),
+        ):
+            if not _same(mine, theirs):
+                raise ValueError(
+                    f"shard {i} ({paths[i]}) has {what} different from shard {first} "
+                    f"({paths[first]}): its scores would not compare, so shards must share one "
+                    "calibration (create each with CorpusStore.create(..., ranges=..., "
+                    "centre=...), as fastquant.distributed.index does)"
+                )
     calibration = Calibration(scans[first].ranges)
-    validation.as_queries(queries, dim, bound=validation.int8_bound(calibration))
+    bound = validation.int8_bound(calibration)
+    if scans[first].centre is not None:
+        bound = bound + np.abs(scans[first].centre.astype(np.float64))
+    validation.as_queries(queries, dim, bound=bound)
     return calibration
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))

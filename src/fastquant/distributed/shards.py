@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _engine, validation
-from ..quantize import Calibration, quantize_checked
+from ..quantize import Calibration
 from ..store import CorpusStore, Snapshot, StoreError
 from ..store.manifest import MANIFEST_NAME
 
@@ -32,19 +32,19 @@ _open_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class ShardScan:
-    """One shard's answer to a scan: what it holds and, if the query fits, its Hamming top list.
+    """One shard's answer to a scan: what it holds and, if the query fits, its top list.
 
-    ``ranges (2, dim) float32`` are its int8 ranges (None before its first row);
-    ``distances (q, k_s) int32`` ascending and ``ids (q, k_s) int64`` local row ids, ties by
-    ascending id, ``k_s = min(k, rows)``; both None for an empty shard or when the queries'
-    dimension is not ``dim``.
+    ``ranges (2, dim) float32`` are its int8 ranges (None before its first row), ``centre (dim,)
+    float32`` the centre of its bits (None for sign bits); ``found`` its
+    :class:`~fastquant._engine.FirstPass` with local row ids, None for an empty shard or when
+    the queries' dimension is not ``dim``.
     """
 
     dim: int
     rows: int
     ranges: np.ndarray | None
-    distances: np.ndarray | None
-    ids: np.ndarray | None
+    centre: np.ndarray | None
+    found: _engine.FirstPass | None
 
 
 def calibration_digest(calibration: Calibration | None) -> str | None:
@@ -96,19 +96,18 @@ def _snapshot(index: int, path: str) -> Snapshot:
 
 
 def scan_shard(
-    index: int, path: str, queries: np.ndarray, k: int, threads: int | None
+    index: int, path: str, queries: np.ndarray, k: int, scan: str, threads: int | None
 ) -> ShardScan:
-    """Hamming top ``k`` of shard ``index`` for ``queries (q, d) float32`` (see :class:`ShardScan`)."""
-    snapshot = _snapshot(index, path)
-    corpus = snapshot.corpus
+    """First pass of ``scan`` for ``queries (q, d) float32`` over shard ``index``, as the store's
+    own search runs it (see :class:`ShardScan`)."""
+    corpus = _snapshot(index, path).corpus
     ranges = None if corpus.calibration is None else corpus.calibration.ranges
-    if queries.shape[1] != corpus.dim or corpus.rows == 0:
-        return ShardScan(corpus.dim, corpus.rows, ranges, None, None)
-    query_bits = quantize_checked(queries, "ubinary", None)
-    distances, ids = _engine.hamming_candidates(
-        corpus, query_bits, k, "numba", validation.thread_count(threads)
-    )
-    return ShardScan(corpus.dim, corpus.rows, ranges, distances, ids)
+    found = None
+    if queries.shape[1] == corpus.dim and corpus.rows:
+        found = _engine.first_pass(
+            corpus, queries, k, scan, "numba", validation.thread_count(threads)
+        )
+    return ShardScan(corpus.dim, corpus.rows, ranges, corpus.centre, found)
 
 
 def score_shard(

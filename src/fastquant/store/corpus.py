@@ -4,8 +4,10 @@ Layout (every path relative to the store directory; see ``docs/store_format.md``
 
     manifest.json          format version, dim, chunk_rows, rows, chunks with row counts and CRC-32s
     calibration.npy        int8 ranges (2, dim) float32, minima then maxima
-    chunks/000000.bits     raw (rows, ceil(dim / 8)) uint8, sign bits packed MSB first
+    centre.npy             (dim,) float32 centre of the bits (centred stores)
+    chunks/000000.bits     raw (rows, ceil(dim / 8)) uint8, bits of x > centre (or x > 0), MSB first
     chunks/000000.codes    raw (rows, dim) int8, sentence-transformers int8 codes
+    chunks/000000.factors  raw (rows, 2) uint16, bfloat16 row factors (centred stores)
     writer.lock            flock'ed by the one process appending
 
 Chunks hold ``chunk_rows`` rows each, the last one up to that. Rows are only ever added: an
@@ -30,19 +32,21 @@ import numpy as np
 
 from .. import _engine, validation
 from ..backends import BACKEND_NAMES
-from ..quantize import Calibration, quantize_checked
+from ..quantize import Calibration, centre_of, centred_checked, quantize_checked
 from .building import building_directory
-from .calibration_file import read_calibration, write_calibration
+from .calibration_file import read_calibration, read_centre, write_calibration, write_centre
 from .errors import StoreCorruptedError, StoreError, StoreWriteError
 from .files import map_rows, open_committed, write_at
 from .leftovers import discard_leftovers
 from .lock import WriterLock
 from .manifest import (
+    BIT_KINDS,
     CHUNK_DIR,
     ChunkRecord,
     Manifest,
     bits_file,
     codes_file,
+    factors_file,
     read_manifest,
     write_manifest,
 )
@@ -63,6 +67,7 @@ DEFAULT_CHUNK_ROWS = 1 << 20
 APPEND_SLICE_ROWS = 1 << 16
 
 Rescore = Literal["int8", "bits", "none"]
+Scan = Literal["asymmetric", "hamming", "hamming+asymmetric"]
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,8 @@ class Snapshot:
 
     manifest: Manifest
     corpus: _engine.ChunkedCorpus
-    #: The chunk files as they were opened: ``(bits, codes)`` per chunk.
-    files: tuple[tuple[CommittedFile, CommittedFile], ...] = ()
+    #: The chunk files as they were opened: ``(bits, codes[, factors])`` per chunk.
+    files: tuple[tuple[CommittedFile, ...], ...] = ()
 
     @property
     def calibration(self) -> Calibration | None:
@@ -123,6 +128,8 @@ class CorpusStore:
         *,
         calibration_embeddings: Any | None = None,
         ranges: Any | None = None,
+        centre: Any | None = None,
+        bits: str = "centred",
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         bits_in_memory: bool = False,
         calibration_source: str | None = None,
@@ -131,7 +138,14 @@ class CorpusStore:
 
         The int8 ranges come from ``ranges (2, dim)``, else from ``calibration_embeddings (m, dim)``,
         else from the first ``append`` (which then needs at least two rows); ``calibration_source``
-        overrides how :attr:`calibration_source` describes them. The directory appears
+        overrides how :attr:`calibration_source` describes them.
+
+        ``bits="centred"`` (default) stores the bits of ``x > centre`` with two factors per row,
+        which the asymmetric scan turns into estimates of ``q . x`` (``fastquant._engine.asymmetric``);
+        the centre is ``centre (dim,)`` if given, else the mean of ``calibration_embeddings``,
+        else the midpoint of ``ranges``, else the mean of the first append. ``bits="sign"`` stores
+        plain sign bits ``x > 0`` (fastquant 0.1's layout, sentence-transformers' ``ubinary``),
+        with no centre and no factors. The directory appears
         complete or not at all: it is built under a temporary name and renamed into place, so of
         several processes creating one store at once, one succeeds and the others get
         ``FileExistsError``. Build folders of dead processes are removed.
@@ -139,8 +153,13 @@ class CorpusStore:
         path = Path(path)
         dim = validation.positive_int("dim", dim)
         chunk_rows = validation.positive_int("chunk_rows", chunk_rows)
+        bits = validation.choice("bits", bits, BIT_KINDS)
         if ranges is not None and calibration_embeddings is not None:
             raise ValueError("pass ranges or calibration_embeddings, not both")
+        if centre is not None:
+            if bits != "centred":
+                raise ValueError("a centre is for bits='centred'; a store of sign bits has none")
+            centre = validation.as_centre(centre, dim)
         calibration, source = None, None
         if ranges is not None:
             calibration, source = Calibration(ranges), "ranges given to create"
@@ -150,18 +169,26 @@ class CorpusStore:
         source = calibration_source or source
         if calibration is not None and calibration.dim != dim:
             raise ValueError(f"the calibration has dimension {calibration.dim}, expected {dim}")
+        if bits == "centred" and centre is None and calibration is not None:
+            centre = (
+                centre_of(calibration_embeddings)
+                if calibration_embeddings is not None
+                else ((calibration.ranges[0] + calibration.ranges[1]) / 2).astype(np.float32)
+            )
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise FileExistsError(
                 f"cannot create a store at {path}: it exists and is not an empty directory"
             )
         with building_directory(path) as building:
             (building / CHUNK_DIR).mkdir()
-            manifest = Manifest(dim=dim, chunk_rows=chunk_rows)
+            manifest = Manifest(dim=dim, chunk_rows=chunk_rows, bits=bits)
             if calibration is not None:
                 crc = write_calibration(building, calibration)
                 manifest = manifest.with_chunks(
                     (), calibration_crc32=crc, calibration_source=source
                 )
+            if centre is not None:
+                manifest = manifest.with_chunks((), centre_crc32=write_centre(building, centre))
             write_manifest(building, manifest)
         return cls(path, bits_in_memory=bits_in_memory)
 
@@ -182,19 +209,21 @@ class CorpusStore:
         Maps of ``previous`` are reused only for chunks whose record and file did not change.
         """
         calibration = _calibration_for(self.path, manifest, previous)
+        centre = _centre_for(self.path, manifest, previous)
         reusable = previous is not None and (
-            (previous.manifest.dim, previous.manifest.chunk_rows)
-            == (manifest.dim, manifest.chunk_rows)
+            (previous.manifest.dim, previous.manifest.chunk_rows, previous.manifest.bits)
+            == (manifest.dim, manifest.chunk_rows, manifest.bits)
         )
         kept = previous if reusable else None
         if manifest.chunks:
             _require_chunk_dir(self.path / CHUNK_DIR)
-        bits, codes, files = [], [], []
+        bits, codes, factors, files = [], [], [], []
         for i, chunk in enumerate(manifest.chunks):
             old = kept is not None and i < len(kept.files)
             if old and kept.manifest.chunks[i] == chunk and not _changed(kept.files[i]):
                 bits.append(kept.corpus.bits[i])
                 codes.append(kept.corpus.codes[i])
+                factors.extend(kept.corpus.factors[i : i + 1])
                 files.append(kept.files[i])
                 continue
             bit_rows, bits_on_disk = map_rows(
@@ -215,9 +244,21 @@ class CorpusStore:
             bits.append(bit_rows)
             codes.append(code_rows)
             files.append((bits_on_disk, codes_on_disk))
+            if manifest.centred:
+                factor_rows, factors_on_disk = map_rows(
+                    self.path / factors_file(i), chunk.rows, 2, np.uint16, random_access=False
+                )
+                factors.append(factor_rows)
+                files[-1] += (factors_on_disk,)
         offsets = np.cumsum([0] + [chunk.rows for chunk in manifest.chunks], dtype=np.int64)
         corpus = _engine.ChunkedCorpus(
-            manifest.dim, tuple(bits), tuple(codes), offsets, calibration
+            manifest.dim,
+            tuple(bits),
+            tuple(codes),
+            offsets,
+            calibration,
+            centre=centre,
+            factors=tuple(factors),
         )
         return Snapshot(manifest, corpus, tuple(files))
 
@@ -315,7 +356,7 @@ class CorpusStore:
 
         Returns the manifest committed.
         """
-        calibration = self._snapshot.calibration
+        calibration, centre = self._snapshot.calibration, self._snapshot.corpus.centre
         if calibration is None:
             validation.require_calibration_rows("the first append", batch.shape[0])
             calibration = Calibration.from_embeddings(batch)
@@ -324,7 +365,13 @@ class CorpusStore:
                 calibration_crc32=write_calibration(self.path, calibration),
                 calibration_source=f"first append ({batch.shape[0]} rows)",
             )
-        manifest = manifest.with_chunks(_append_rows(self.path, manifest, calibration, batch))
+        if manifest.centred and centre is None:
+            centre = centre_of(batch)
+            manifest = manifest.with_chunks(
+                manifest.chunks, centre_crc32=write_centre(self.path, centre)
+            )
+        chunks = _append_rows(self.path, manifest, calibration, centre, batch)
+        manifest = manifest.with_chunks(chunks)
         write_manifest(self.path, manifest)
         return manifest
 
@@ -385,13 +432,12 @@ class CorpusStore:
         checked = 0
         if manifest.calibration_crc32 is not None:
             read_calibration(self.path, manifest)
+        if manifest.centre_crc32 is not None:
+            read_centre(self.path, manifest)
         if manifest.chunks:
             _require_chunk_dir(self.path / CHUNK_DIR)
         for i, chunk in enumerate(manifest.chunks):
-            for name, width, expected in (
-                (bits_file(i), manifest.bits_width, chunk.bits_crc32),
-                (codes_file(i), manifest.dim, chunk.codes_crc32),
-            ):
+            for name, width, expected in manifest.chunk_files(i):
                 file, size = self.path / name, chunk.rows * width
                 fd = open_committed(file, size, chunk.rows)
                 try:
@@ -408,22 +454,30 @@ class CorpusStore:
         query_f32: Any,
         k: int = _engine.DEFAULT_K,
         *,
+        scan: Scan = _engine.DEFAULT_SCAN,
         rescore: Rescore = "int8",
         rescore_multiplier: int = _engine.DEFAULT_RESCORE_MULTIPLIER,
         backend: str = _engine.DEFAULT_BACKEND,
         threads: int | None = None,
         prefetch: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest rows of each query: binary Hamming scan, then rescoring of the best candidates.
+        """Nearest rows of each query: a scan of the bits for candidates, then their rescoring.
 
         Args:
             query_f32: ``(q, dim)`` float queries (or one ``(dim,)`` row), normalized like the corpus.
             k: results per query; at most ``len(self)`` are returned.
+            scan: ``"asymmetric"`` (default) scores every row's bits against the query quantized
+                to 4 bits (an estimate of ``q . x`` on a centred store); ``"hamming"`` ranks rows
+                by Hamming distance to the query's bits; ``"hamming+asymmetric"`` narrows a
+                Hamming top list 10 times as long by the asymmetric score. See
+                ``fastquant._engine.search``.
             rescore: ``"int8"`` scores the candidates with the float query against their dequantized
-                int8 codes (read from disk); ``"bits"`` with ``q . (2b - 1)`` (BPR, no codes read);
-                ``"none"`` returns the Hamming ranking with scores ``dim - 2 * distance``.
+                int8 codes (read from disk); ``"bits"`` with the float query against their bits
+                (``q . (2b - 1)``, BPR; the asymmetric estimate's float form on a centred store);
+                ``"none"`` returns the scan's ranking and scores (Hamming: ``dim - 2 * distance``).
             rescore_multiplier: the scan keeps ``k * rescore_multiplier`` candidates to rescore.
-            backend: Hamming engine: ``"numba"``, ``"numpy"``, ``"faiss"`` or ``"usearch"``.
+            backend: scan engine: ``"numba"``, ``"numpy"``, ``"faiss"`` or ``"usearch"`` for
+                Hamming distances; ``"numba"`` or ``"numpy"`` for the asymmetric scan.
             threads: threads for the scan; default all cores.
             prefetch: announce the candidates' int8 pages to the OS before reading them
                 (fewer page-fault round trips when the codes are not in memory).
@@ -436,19 +490,21 @@ class CorpusStore:
         short since it was opened.
         """
         snapshot = self._snapshot
-        corpus = snapshot.corpus
-        queries = _queries(snapshot, query_f32, rescore == "bits")
+        queries = _queries(snapshot, query_f32)
         k = validation.positive_int("k", k)
+        scan = validation.choice("scan", scan, _engine.SCANS)
         rescore = validation.choice("rescore", rescore, _engine.RESCORE_MODES)
         multiplier = validation.positive_int("rescore_multiplier", rescore_multiplier)
+        backend = _scan_backend(scan, backend)
         snapshot.require_intact()
         return _engine.search(
-            corpus,
+            snapshot.corpus,
             queries,
             k,
+            scan=scan,
             rescore=rescore,
             rescore_multiplier=multiplier,
-            backend=validation.choice("backend", backend, BACKEND_NAMES),
+            backend=backend,
             threads=validation.thread_count(threads),
             prefetch=bool(prefetch),
         )
@@ -462,7 +518,7 @@ class CorpusStore:
         """
         snapshot = self._snapshot
         corpus = snapshot.corpus
-        queries = _queries(snapshot, query_f32, False)
+        queries = _queries(snapshot, query_f32)
         k = validation.positive_int("k", k)
         threads = validation.thread_count(threads)
         if corpus.rows == 0:
@@ -471,11 +527,29 @@ class CorpusStore:
         return _engine.exact_int8(corpus, queries, k, threads)
 
 
-def _queries(snapshot: Snapshot, query_f32: Any, bits_only: bool) -> np.ndarray:
-    """Validated ``(q, dim) float32`` queries whose scores cannot overflow float32."""
-    calibration = snapshot.corpus.calibration
-    bound = None if bits_only or calibration is None else validation.int8_bound(calibration)
+def _queries(snapshot: Snapshot, query_f32: Any) -> np.ndarray:
+    """Validated ``(q, dim) float32`` queries whose scores cannot overflow float32.
+
+    Bound per dimension: the largest int8 value (or 1), plus the centre for centred bits, whose
+    residuals the asymmetric scores estimate.
+    """
+    corpus = snapshot.corpus
+    bound = 1.0 if corpus.calibration is None else validation.int8_bound(corpus.calibration)
+    if corpus.centre is not None:
+        bound = bound + np.abs(corpus.centre.astype(np.float64))
+    bound = np.broadcast_to(bound, (snapshot.manifest.dim,))
     return validation.as_queries(query_f32, snapshot.manifest.dim, bound=bound)
+
+
+def _scan_backend(scan: str, backend: Any) -> str:
+    """``backend`` if it can run ``scan``; the asymmetric scan has no faiss or usearch engine."""
+    backend = validation.choice("backend", backend, BACKEND_NAMES)
+    if scan == "asymmetric" and backend not in _engine.ASYMMETRIC_BACKENDS:
+        raise ValueError(
+            f"scan='asymmetric' runs on backend 'numba' or 'numpy'; {backend} scores Hamming "
+            "distances only: use scan='hamming' or scan='hamming+asymmetric' with it"
+        )
+    return backend
 
 
 def _calibration_for(
@@ -492,6 +566,20 @@ def _calibration_for(
     ):
         return previous.calibration
     return read_calibration(path, manifest)
+
+
+def _centre_for(path: Path, manifest: Manifest, previous: Snapshot | None) -> np.ndarray | None:
+    """``manifest``'s centre: ``previous``'s if it read the same file for the same ``dim``."""
+    if manifest.centre_crc32 is None:
+        return None
+    kept = None if previous is None else previous.corpus.centre
+    if (
+        kept is not None
+        and previous.manifest.centre_crc32 == manifest.centre_crc32
+        and kept.shape == (manifest.dim,)
+    ):
+        return kept
+    return read_centre(path, manifest)
 
 
 def _require_chunk_dir(path: Path) -> None:
@@ -524,7 +612,11 @@ def _copy_in_memory(mapped: np.ndarray, previous: np.ndarray | None, capacity: i
 
 
 def _append_rows(
-    path: Path, manifest: Manifest, calibration: Calibration, batch: np.ndarray
+    path: Path,
+    manifest: Manifest,
+    calibration: Calibration,
+    centre: np.ndarray | None,
+    batch: np.ndarray,
 ) -> tuple[ChunkRecord, ...]:
     """Write ``batch (m, dim)`` after the committed rows, flush it, and return the new chunk list.
 
@@ -532,28 +624,28 @@ def _append_rows(
     cut) and has no other links; new chunk files must not exist yet.
     """
     chunks = list(manifest.chunks)
-    width_bits, dim, chunk_rows = manifest.bits_width, manifest.dim, manifest.chunk_rows
+    chunk_rows = manifest.chunk_rows
     done, created = 0, False
     while done < batch.shape[0]:
         if not chunks or chunks[-1].rows == chunk_rows:
-            chunks.append(ChunkRecord(0, 0, 0))
+            chunks.append(ChunkRecord(0, 0, 0, 0 if manifest.centred else None))
             created = True
         index, chunk = len(chunks) - 1, chunks[-1]
         take = min(batch.shape[0] - done, chunk_rows - chunk.rows)
-        bits_crc, codes_crc = chunk.bits_crc32, chunk.codes_crc32
-        names = (bits_file(index), codes_file(index))
+        files = manifest.chunk_files(index)
+        crcs = [chunk.bits_crc32, chunk.codes_crc32, chunk.factors_crc32][: len(files)]
+        names = [name for name, _, _ in files]
         fds: list[int] = []
         try:
-            for name, width in zip(names, (width_bits, dim)):
+            for name, width, _ in files:
                 fds.append(_open_for_append(path / name, chunk.rows, width))
             for lo in range(done, done + take, APPEND_SLICE_ROWS):
                 rows = batch[lo : min(lo + APPEND_SLICE_ROWS, done + take)]
                 at = chunk.rows + lo - done
-                bits = quantize_checked(rows, "ubinary", None)
-                codes = quantize_checked(rows, "int8", calibration)
-                write_at(fds[0], at * width_bits, bits)
-                write_at(fds[1], at * dim, codes)
-                bits_crc, codes_crc = zlib.crc32(bits, bits_crc), zlib.crc32(codes, codes_crc)
+                parts = _row_files(rows, calibration, centre)
+                for i, (fd, part, (_, width, _)) in enumerate(zip(fds, parts, files)):
+                    write_at(fd, at * width, part)
+                    crcs[i] = zlib.crc32(part, crcs[i])
             for fd in fds:
                 os.fsync(fd)
         except StoreError:
@@ -565,11 +657,22 @@ def _append_rows(
         finally:
             for fd in fds:
                 os.close(fd)
-        chunks[-1] = ChunkRecord(chunk.rows + take, bits_crc, codes_crc)
+        chunks[-1] = ChunkRecord(chunk.rows + take, *crcs)
         done += take
     if created:
         fsync_directory(path / CHUNK_DIR)
     return tuple(chunks)
+
+
+def _row_files(
+    rows: np.ndarray, calibration: Calibration, centre: np.ndarray | None
+) -> list[np.ndarray]:
+    """What ``rows (m, dim)`` add to each chunk file: bits, int8 codes and, centred, factors."""
+    codes = quantize_checked(rows, "int8", calibration)
+    if centre is None:
+        return [quantize_checked(rows, "ubinary", None), codes]
+    bits, factors = centred_checked(rows, centre)
+    return [bits, codes, factors]
 
 
 def _open_for_append(file: Path, rows: int, width: int) -> int:

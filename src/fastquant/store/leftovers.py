@@ -2,7 +2,7 @@
 
 Before an append (and after a failed one) the writer removes what an interrupted append left:
 bytes past the committed end of the last chunk, chunk files past the last listed chunk, and the
-temp files of ``manifest.json`` and ``calibration.npy``. It cuts nothing it has not proven to be
+temp files of ``manifest.json``, ``calibration.npy`` and ``centre.npy``. It cuts nothing it has not proven to be
 such a leftover:
 
 1. the manifest proves itself: format 2 carries its checksum, checked by ``read_manifest``;
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .errors import StoreCorruptedError
 from .files import open_committed
-from .manifest import CALIBRATION_NAME, CHUNK_DIR, MANIFEST_NAME, Manifest, bits_file, codes_file
+from .manifest import CALIBRATION_NAME, CENTRE_NAME, CHUNK_DIR, MANIFEST_NAME, Manifest
 from .safe_files import (
     cut_leftovers,
     describe_kind,
@@ -39,8 +39,10 @@ from .safe_files import (
     require_single_link,
 )
 
-_CHUNK_NAME = re.compile(r"^(\d{6,})\.(bits|codes)$")
-_TEMP_NAME = re.compile(rf"^\.({re.escape(MANIFEST_NAME)}|{re.escape(CALIBRATION_NAME)})\.tmp-\d+$")
+_CHUNK_NAME = re.compile(r"^(\d{6,})\.(bits|codes|factors)$")
+_TEMP_NAME = re.compile(
+    rf"^\.({'|'.join(map(re.escape, (MANIFEST_NAME, CALIBRATION_NAME, CENTRE_NAME)))})\.tmp-\d+$"
+)
 
 
 def discard_leftovers(path: Path, manifest: Manifest, *, proven: bool) -> None:
@@ -90,10 +92,7 @@ def _open_last_chunk(
     extended = chunk.rows < manifest.chunk_rows
     opened: list[tuple[int, Path, int]] = []
     try:
-        for name, width, crc in (
-            (bits_file(index), manifest.bits_width, chunk.bits_crc32),
-            (codes_file(index), manifest.dim, chunk.codes_crc32),
-        ):
+        for name, width, crc in manifest.chunk_files(index):
             file, committed = path / name, chunk.rows * width
             fd = open_committed(file, committed, chunk.rows, os.O_RDWR)
             opened.append((fd, file, committed))
@@ -112,7 +111,7 @@ def _open_last_chunk(
 def _unlisted_chunk_files(chunk_dir: Path, manifest: Manifest) -> list[Path]:
     """Files of ``chunk_dir`` past the listed chunks, all proven leftovers; else StoreCorruptedError."""
     count = len(manifest.chunks)
-    listed = {Path(name(i)).name for i in range(count) for name in (bits_file, codes_file)}
+    listed = {Path(name).name for i in range(count) for name, _, _ in manifest.chunk_files(i)}
     unlisted = []
     for entry in os.scandir(chunk_dir):
         if entry.name in listed:

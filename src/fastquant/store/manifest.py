@@ -5,8 +5,11 @@ count and the CRC-32 of those rows' bytes; chunk files may hold more bytes (left
 that never committed), which nothing reads. An append writes and flushes its rows first and only
 then replaces the manifest: temp file, fsync, rename, fsync of the directory.
 
-Format 2 carries the manifest's own checksum (``json_crc32``, see :mod:`.checked_json`). Format 1
-(fastquant 0.1) has none; it is read as before and written as format 2 by the next commit.
+Format 2 carries the manifest's own checksum (``json_crc32``, see :mod:`.checked_json`) and says
+how the bits were made: ``"bits": "sign"`` (``x > 0``, format 1's only kind) or ``"centred"``
+(``x > centre``, with ``centre.npy`` and a ``.factors`` file per chunk for the asymmetric scan).
+Format 1 (fastquant 0.1) has neither; it is read as a ``"sign"`` store and written as format 2
+by the next commit.
 Every field is checked on reading: an unknown field, a field of the wrong type, a chunk path or
 ``bits_width`` other than the ones the format defines are :class:`StoreCorruptedError`.
 """
@@ -28,7 +31,11 @@ LEGACY_FORMAT_VERSION = 1
 FORMAT_NAME = "fastquant-corpus-store"
 MANIFEST_NAME = "manifest.json"
 CALIBRATION_NAME = "calibration.npy"
+CENTRE_NAME = "centre.npy"
 CHUNK_DIR = "chunks"
+
+#: How a store's bits are made: sign bits of ``x``, or of ``x - centre`` with row factors.
+BIT_KINDS = ("centred", "sign")
 
 #: Largest manifest read: about 170 bytes per chunk, so 64 MiB is some 400,000 chunks.
 MAX_MANIFEST_BYTES = 64 << 20
@@ -36,7 +43,7 @@ MAX_MANIFEST_BYTES = 64 << 20
 #: Counts and sizes beyond this are damage, not data (NumPy indexes with int64).
 _MAX_COUNT = (1 << 63) - 1
 
-#: Top-level fields of a format-1 manifest; format 2 adds ``json_crc32``.
+#: Top-level fields of a format-1 manifest; format 2 adds ``json_crc32`` and ``_FIELDS_2``.
 _FIELDS = {
     "format",
     "format_version",
@@ -48,7 +55,10 @@ _FIELDS = {
     "calibration_source",
     "chunks",
 }
+_FIELDS_2 = {"bits", "centre_crc32"}
 _CHUNK_FIELDS = {"bits", "codes", "rows", "bits_crc32", "codes_crc32"}
+#: Chunk fields of a centred store (format 2).
+_FACTOR_FIELDS = {"factors", "factors_crc32"}
 
 
 def bits_file(index: int) -> str:
@@ -61,13 +71,24 @@ def codes_file(index: int) -> str:
     return f"{CHUNK_DIR}/{index:06d}.codes"
 
 
+def factors_file(index: int) -> str:
+    """Path, relative to the store, of chunk ``index``'s row factors ``(rows, 2) uint16``
+    (bfloat16 ``f, g`` of the asymmetric scan; centred stores only)."""
+    return f"{CHUNK_DIR}/{index:06d}.factors"
+
+
+#: Bytes per row of a factors file.
+FACTOR_BYTES = 4
+
+
 @dataclass(frozen=True)
 class ChunkRecord:
-    """Committed rows of one chunk and the CRC-32 of their bytes in each file."""
+    """Committed rows of one chunk and the CRC-32 of their bytes in each file (no factors: None)."""
 
     rows: int
     bits_crc32: int
     codes_crc32: int
+    factors_crc32: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,10 @@ class Manifest:
     calibration_crc32: int | None = None
     #: How the int8 ranges were obtained, e.g. ``"first append (1000 rows)"``.
     calibration_source: str | None = None
+    #: ``"centred"`` or ``"sign"`` (see ``BIT_KINDS``).
+    bits: str = "centred"
+    #: CRC-32 of ``centre.npy`` (centred stores), or None before the centre is known.
+    centre_crc32: int | None = None
     format_version: int = FORMAT_VERSION
     format: str = field(default=FORMAT_NAME)
 
@@ -96,6 +121,22 @@ class Manifest:
     def bits_width(self) -> int:
         """Bytes per row of packed bits."""
         return (self.dim + 7) // 8
+
+    @property
+    def centred(self) -> bool:
+        """True when the bits are of ``x - centre`` and every chunk has a factors file."""
+        return self.bits == "centred"
+
+    def chunk_files(self, index: int) -> list[tuple[str, int, int | None]]:
+        """``(path, bytes per row, committed CRC-32)`` of each file of chunk ``index``."""
+        chunk = self.chunks[index] if index < len(self.chunks) else ChunkRecord(0, 0, 0, 0)
+        files = [
+            (bits_file(index), self.bits_width, chunk.bits_crc32),
+            (codes_file(index), self.dim, chunk.codes_crc32),
+        ]
+        if self.centred:
+            files.append((factors_file(index), FACTOR_BYTES, chunk.factors_crc32))
+        return files
 
     @property
     def checksummed(self) -> bool:
@@ -117,18 +158,23 @@ class Manifest:
             "rows": self.rows,
             "calibration_crc32": self.calibration_crc32,
             "calibration_source": self.calibration_source,
-            "chunks": [
-                {
-                    "bits": bits_file(i),
-                    "codes": codes_file(i),
-                    "rows": chunk.rows,
-                    "bits_crc32": chunk.bits_crc32,
-                    "codes_crc32": chunk.codes_crc32,
-                }
-                for i, chunk in enumerate(self.chunks)
-            ],
+            "bits": self.bits,
+            "centre_crc32": self.centre_crc32,
+            "chunks": [self._chunk_json(i, chunk) for i, chunk in enumerate(self.chunks)],
         }
         return seal(body).decode()
+
+    def _chunk_json(self, index: int, chunk: ChunkRecord) -> dict:
+        body = {
+            "bits": bits_file(index),
+            "codes": codes_file(index),
+            "rows": chunk.rows,
+            "bits_crc32": chunk.bits_crc32,
+            "codes_crc32": chunk.codes_crc32,
+        }
+        if self.centred:
+            body |= {"factors": factors_file(index), "factors_crc32": chunk.factors_crc32}
+        return body
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -170,10 +216,18 @@ def _parse(file: Path, body: Any) -> Manifest:
         )
     if version < LEGACY_FORMAT_VERSION:
         raise ValueError(f"format_version {version} is not a store format")
+    bits, centre_crc32 = "sign", None
     if version >= 2:
         body = unseal(file, body)
-    _require_fields(body, _FIELDS, "")
-    chunks = tuple(_chunk(i, record) for i, record in enumerate(_list(body, "chunks")))
+        _require_fields(body, _FIELDS | _FIELDS_2, "")
+        bits = body["bits"]
+        if bits not in BIT_KINDS:
+            raise ValueError(f"bits is {bits!r}, not one of {', '.join(map(repr, BIT_KINDS))}")
+        centre_crc32 = _crc(body, "centre_crc32", nullable=True)
+    else:
+        _require_fields(body, _FIELDS, "")
+    centred = bits == "centred"
+    chunks = tuple(_chunk(i, record, centred) for i, record in enumerate(_list(body, "chunks")))
     source = body["calibration_source"]
     if source is not None and not isinstance(source, str):
         raise ValueError(f"calibration_source is {source!r}, not a string or null")
@@ -183,6 +237,8 @@ def _parse(file: Path, body: Any) -> Manifest:
         chunks=chunks,
         calibration_crc32=_crc(body, "calibration_crc32", nullable=True),
         calibration_source=source,
+        bits=bits,
+        centre_crc32=centre_crc32,
         format_version=version,
     )
     _check_consistent(manifest, body)
@@ -204,18 +260,22 @@ def _list(record: dict, key: str) -> list:
     return value
 
 
-def _chunk(index: int, record: Any) -> ChunkRecord:
+def _chunk(index: int, record: Any, centred: bool) -> ChunkRecord:
     where = f"chunk {index}: "
     if not isinstance(record, dict):
         raise ValueError(f"{where}{record!r} is not an object")
-    _require_fields(record, _CHUNK_FIELDS, where)
-    for key, expected in (("bits", bits_file(index)), ("codes", codes_file(index))):
+    _require_fields(record, _CHUNK_FIELDS | (_FACTOR_FIELDS if centred else set()), where)
+    paths = [("bits", bits_file(index)), ("codes", codes_file(index))]
+    if centred:
+        paths.append(("factors", factors_file(index)))
+    for key, expected in paths:
         if record[key] != expected:
             raise ValueError(f"{where}{key} is {record[key]!r}; chunk {index} is {expected!r}")
     return ChunkRecord(
         _integer(record, "rows", low=1, where=where),
         _crc(record, "bits_crc32", where=where),
         _crc(record, "codes_crc32", where=where),
+        _crc(record, "factors_crc32", where=where) if centred else None,
     )
 
 
@@ -253,6 +313,10 @@ def _check_consistent(manifest: Manifest, body: dict) -> None:
             )
     if manifest.chunks and manifest.calibration_crc32 is None:
         raise ValueError("it lists rows but no calibration")
+    if manifest.chunks and manifest.centred and manifest.centre_crc32 is None:
+        raise ValueError("it lists rows of centred bits but no centre")
+    if not manifest.centred and manifest.centre_crc32 is not None:
+        raise ValueError("a store of sign bits has no centre")
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:

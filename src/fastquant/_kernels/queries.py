@@ -1,0 +1,95 @@
+"""Queries prepared for the asymmetric scan: centred by projection, quantized to 4-bit planes.
+
+Every operation is float64 in a fixed order (no fastmath), one query at a time, so a query's
+planes and constants depend neither on the batch it comes in nor on the process that compiled
+the kernel (sharded searches compare scores across processes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .bitplanes import PLANES
+from .config import INLINE_KERNEL, KERNEL
+
+#: The signed 4-bit levels: two's complement nibbles.
+LOWEST, HIGHEST = -(1 << (PLANES - 1)), (1 << (PLANES - 1)) - 1
+
+
+@njit(**INLINE_KERNEL)
+def _project(query, centre, centre_norm2, out):
+    """``out (d,) float64 = query - alpha centre`` with ``alpha = (query . centre) / |centre|^2``
+    (0 when the centre is 0); returns ``alpha``."""
+    alpha = 0.0
+    if centre_norm2 > 0:
+        along = 0.0
+        for j in range(query.shape[0]):
+            along += np.float64(query[j]) * np.float64(centre[j])
+        alpha = along / centre_norm2
+    for j in range(query.shape[0]):
+        out[j] = np.float64(query[j]) - alpha * np.float64(centre[j])
+    return alpha
+
+
+@njit(**INLINE_KERNEL)
+def _norm2(centre):
+    total = 0.0
+    for j in range(centre.shape[0]):
+        total += np.float64(centre[j]) * np.float64(centre[j])
+    return total
+
+
+@njit(**INLINE_KERNEL)
+def _level(value, delta):
+    return min(max(np.rint(value / delta), float(LOWEST)), float(HIGHEST))
+
+
+@njit(**KERNEL)
+def centred_queries(queries, centre, out_queries, out_alphas):
+    """``out_queries (q, d) float32 = q - alpha centre`` and ``out_alphas (q,) float32``."""
+    centre_norm2 = _norm2(centre)
+    projected = np.empty(queries.shape[1], dtype=np.float64)
+    for qi in range(queries.shape[0]):
+        out_alphas[qi] = _project(queries[qi], centre, centre_norm2, projected)
+        for j in range(queries.shape[1]):
+            out_queries[qi, j] = projected[j]
+
+
+@njit(**KERNEL)
+def plane_queries(queries, centre, fractions, planes, scales, shifts, alphas):
+    """Quantize each projected query ``q'`` to ``delta * w``, ``w`` in ``LOWEST..HIGHEST``.
+
+    ``delta`` is ``fraction * max|q'| / (HIGHEST + 0.5)``, for the first of ``fractions (f,)
+    float64`` with the least squared error. Writes ``planes (q, PLANES, ceil(d / 8)) uint8``
+    (zeroed by the caller; bit ``p`` of every ``w_j & 15``, MSB first), ``scales (q,) float32`` =
+    ``2 delta``, ``shifts (q,) float32`` = ``-delta * sum_j w_j`` and ``alphas (q,) float32``.
+    """
+    d = queries.shape[1]
+    centre_norm2 = _norm2(centre)
+    projected = np.empty(d, dtype=np.float64)
+    for qi in range(queries.shape[0]):
+        alphas[qi] = _project(queries[qi], centre, centre_norm2, projected)
+        largest = 0.0
+        for j in range(d):
+            largest = max(largest, abs(projected[j]))
+        best_error, best_delta = np.inf, 1.0
+        for fraction in fractions:
+            delta = largest * fraction / (HIGHEST + 0.5)
+            if not delta > 0:
+                delta = 1.0
+            error = 0.0
+            for j in range(d):
+                residual = projected[j] - delta * _level(projected[j], delta)
+                error += residual * residual
+            if error < best_error:
+                best_error, best_delta = error, delta
+        level_sum = 0
+        for j in range(d):
+            level = np.int64(_level(projected[j], best_delta))
+            level_sum += level
+            nibble = level & ((1 << PLANES) - 1)
+            for p in range(PLANES):
+                planes[qi, p, j >> 3] |= np.uint8(((nibble >> p) & 1) << (7 - (j & 7)))
+        scales[qi] = np.float32(2.0 * best_delta)
+        shifts[qi] = np.float32(-best_delta * level_sum)
