@@ -99,6 +99,26 @@ def test_a_npy_file_indexes_as_append_does(tmp_path, with_input):
     assert verify_store(tmp_path / "store")[0] == ROWS
 
 
+def test_query_vectors_are_searched_with_the_chosen_scan(tmp_path, capsys):
+    np.save(tmp_path / "emb.npy", vectors())
+    np.save(tmp_path / "q.npy", vectors(1, seed=1)[0])
+    store = tmp_path / "store"
+    index_file(None, store, embeddings=tmp_path / "emb.npy", **OPTIONS)
+    query = ["search", str(store), "--query-vector", str(tmp_path / "q.npy"), "-k", "5", "--json"]
+    options = {"k": 5, "rescore_multiplier": 1}  # few candidates: the scans disagree
+    found = {}
+    with TextIndex.open(store) as text_index:
+        for scan in ("asymmetric", "hamming", "hamming+asymmetric"):
+            (result,) = text_index.search_vectors(vectors(1, seed=1), scan=scan, **options)
+            found[scan] = [hit.id for hit in result.hits]
+            expected = text_index.store.search(vectors(1, seed=1), scan=scan, **options)[1]
+            assert found[scan] == expected[0].tolist()
+            assert main([*query, "--scan", scan, "--rescore-multiplier", "1"]) == 0
+            (printed,) = json.loads(capsys.readouterr().out)
+            assert [hit["id"] for hit in printed["hits"]] == found[scan]
+    assert found["asymmetric"] != found["hamming"]
+
+
 def test_an_interrupted_run_resumes_without_duplicates(tmp_path, monkeypatch):
     from fastquant import precomputed
 
