@@ -16,6 +16,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -32,10 +33,16 @@ TIMEOUT_S = 20
 OPTIONS = {"batch_size": 10, "calibration_rows": 10, "commit_seconds": 0, "progress": False}
 
 
-def _indexed(folder: Path, rows: int = 40, total: int = 60) -> tuple[Path, Path]:
-    """``(input, store)``: rows 0-39 of a 60-row input indexed in commits of 10 rows."""
+def _indexed(
+    folder: Path, rows: int = 40, total: int = 60, bits: str = "centred"
+) -> tuple[Path, Path]:
+    """``(input, store)``: rows 0-39 of a 60-row input indexed in commits of 10 rows, into a
+    store of ``bits`` (``"sign"``: created empty first, as ``index_file`` makes centred ones)."""
     source = write_parquet(folder, total)
     store = folder / "store"
+    if bits != "centred":
+        ranges = np.array([[-1.0] * HashEncoder.dim, [1.0] * HashEncoder.dim], np.float32)
+        CorpusStore.create(store, HashEncoder.dim, ranges=ranges, bits=bits).close()
     index_file(source, store, text_column="title", model=HashEncoder(), rows=(0, rows), **OPTIONS)
     return source, store
 
@@ -242,9 +249,8 @@ def _lower_the_manifest(store: Path, by: int, *, format_1: bool) -> None:
     for key in [key for key in chunk if key.endswith("_crc32")]:  # every file of the chunk
         data = (store / chunk[key.removesuffix("_crc32")]).read_bytes()
         chunk[key] = zlib.crc32(data[: chunk["rows"] * (len(data) // rows)])
-    if format_1:
-        if body.pop("bits", "sign") != "sign" or body.pop("centre_crc32", None) is not None:
-            pytest.skip("fastquant 0.1 (format 1) stored sign bits only")
+    if format_1:  # fastquant 0.1 (format 1) stored sign bits only
+        assert body.pop("bits", "sign") == "sign" and body.pop("centre_crc32", None) is None
         body = {k: v for k, v in body.items() if k != "json_crc32"} | {"format_version": 1}
     else:
         body = reseal(body)
@@ -264,7 +270,7 @@ def test_a_store_that_lost_committed_rows_is_not_cut_further(tmp_path, format_1,
     and exited 0" (and the store's writer cut the chunk's rows as leftovers)."""
     from fastquant.cli import main
 
-    source, store = _indexed(tmp_path)
+    source, store = _indexed(tmp_path, bits="sign" if format_1 else "centred")
     _lower_the_manifest(store, by, format_1=format_1)
     before = snapshot(tmp_path)
     with pytest.raises(StoreCorruptedError, match=message):
