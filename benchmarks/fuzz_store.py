@@ -92,7 +92,7 @@ def hardening_costs(rows: int = (1 << 20) - 1, dim: int = 1024) -> dict:
             "shape": [rows, dim],
             "committed_bytes": sum(committed),
             "search_k10_ms": _median_ms(lambda: reader.search(query, 10), 9),
-            "search_file_check_ms": _median_ms(reader.snapshot.require_intact, 99),
+            "search_file_check_ms": _median_ms(lambda: reader.snapshot.require_intact(path), 99),
             "writer_open_nothing_to_cut_ms": _median_ms(writer_open, 5),
             "writer_open_after_crash_warm_ms": _median_ms(writer_open, 3, crash_leftovers),
             "writer_open_after_crash_cold_ms": _median_ms(writer_open, 2, crash_leftovers_evicted),

@@ -157,6 +157,30 @@ def test_property_same_as_single_store(
         assert_same(got, reference.search(queries, k, rescore_multiplier=multiplier))
 
 
+@pytest.mark.parametrize("scan", ["asymmetric", "hamming", "hamming+asymmetric"])
+def test_deleted_rows_are_never_returned(client, tmp_path, scan):
+    rng = np.random.default_rng(8)
+    rows = tied_rows(rng, 150, DIM, 40)
+    sizes = [50, 40, 60]
+    paths, reference = build(tmp_path, rows, sizes, shared_ranges(rng, DIM), chunk_rows=16)
+    deleted = rng.choice(150, 70, replace=False)
+    deleted = np.concatenate([deleted, np.arange(50, 90)])  # shard 1 loses every row
+    reference.delete(deleted)
+    start = 0
+    for path, size in zip(paths, sizes):
+        with CorpusStore.open(path) as shard:
+            mine = deleted[(deleted >= start) & (deleted < start + size)] - start
+            shard.delete(mine)
+            if start == 0:
+                shard.compact()
+        start += size
+    queries = queries_for(rng, rows, 5)
+    for k in (3, 10, 100):
+        got = distributed.search(client, paths, queries, k, scan=scan)
+        assert_same(got, reference.search(queries, k, scan=scan))
+        assert not np.isin(got[1], deleted).any()
+
+
 def test_query_batch_larger_than_every_shard(client, tmp_path):
     rng = np.random.default_rng(1)
     rows = tied_rows(rng, 12, DIM, 4)

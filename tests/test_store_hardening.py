@@ -33,6 +33,7 @@ from fastquant import (
     StoreVersionError,
     StoreWriteError,
 )
+from fastquant.store import FORMAT_VERSION
 from fastquant.store.building import remove_stale_builds
 from fastquant.store.checked_json import read_json, seal, unseal
 from store_fuzz import snapshot
@@ -66,6 +67,10 @@ def _as_format_1(path: Path) -> None:
     checksum of its own, no kind of bits."""
     body = _manifest(path)
     assert body.pop("bits") == "sign" and body.pop("centre_crc32") is None
+    assert body.pop("deleted") is None and body.pop("next_id") == body["rows"]
+    for chunk in body["chunks"]:
+        assert chunk.pop("generation") == 0 and "ids" not in chunk
+        del chunk["file_id"], chunk["first_id"]
     del body["json_crc32"]
     body["format_version"] = 1
     (path / "manifest.json").write_text(json.dumps(body, indent=1))
@@ -253,7 +258,7 @@ def test_a_format_1_store_opens_appends_and_is_written_as_format_2(tmp_path):
     more_f32 = _embeddings(3, 9)
     legacy.append(more_f32)
     body = _manifest(store.path)
-    assert body["format_version"] == 2 and list(body)[-1] == "json_crc32"
+    assert body["format_version"] == FORMAT_VERSION and list(body)[-1] == "json_crc32"
     assert (body["bits"], body["centre_crc32"]) == ("sign", None)  # it stays a store of sign bits
     upgraded = CorpusStore.open(store.path)
     assert len(upgraded) == ROWS + 9
@@ -669,9 +674,10 @@ def test_a_newer_format_is_refused_before_its_checksum_is_read(tmp_path):
     store, _ = _filled_store(tmp_path)
     store.close()
     body = _manifest(store.path)
-    body.update(format_version=3, json_crc32="a format-3 checksum")
+    newer = FORMAT_VERSION + 1
+    body.update(format_version=newer, json_crc32=f"a format-{newer} checksum")
     (store.path / "manifest.json").write_text(json.dumps(body))
-    with pytest.raises(StoreVersionError, match="format 3"):
+    with pytest.raises(StoreVersionError, match=f"format {newer}"):
         CorpusStore.open(store.path)
 
 
@@ -723,7 +729,7 @@ def test_a_calibration_with_minima_above_maxima_is_named(tmp_path):
     assert str(file) in str(error.value) and "BytesIO" not in str(error.value)
 
 
-def test_the_store_written_is_documented_format_2(tmp_path):
+def test_the_store_written_is_the_documented_format(tmp_path):
     store, _ = _filled_store(tmp_path)
     body = _manifest(store.path)
     assert list(body) == [
@@ -737,6 +743,8 @@ def test_the_store_written_is_documented_format_2(tmp_path):
         "calibration_source",
         "bits",
         "centre_crc32",
+        "next_id",
+        "deleted",
         "chunks",
         "json_crc32",
     ]
@@ -747,10 +755,13 @@ def test_the_store_written_is_documented_format_2(tmp_path):
         "rows",
         "bits_crc32",
         "codes_crc32",
+        "file_id",
+        "generation",
+        "first_id",
         "factors",
         "factors_crc32",
     ]
-    assert body["format_version"] == 2
+    assert body["format_version"] == FORMAT_VERSION
     crc = body.pop("json_crc32")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert zlib.crc32(canonical.encode()) == crc
@@ -784,4 +795,4 @@ def test_the_documented_manifest_proves_itself(tmp_path):
     example = doc.split("```json\n", 1)[1].split("\n```", 1)[0]
     file = tmp_path / "manifest.json"
     file.write_text(example)
-    assert unseal(file, read_json(file))["format_version"] == 2
+    assert unseal(file, read_json(file))["format_version"] == FORMAT_VERSION

@@ -270,6 +270,35 @@ def as_candidate_ids(value: Any, q: int, n: int) -> np.ndarray:
     return ids
 
 
+def as_row_ids(name: str, value: Any, next_id: int) -> np.ndarray:
+    """Ids of a store's rows, ``(m,) int64`` ascending and unique: an integer or a 1-D sequence
+    of integers in ``[0, next_id)``, or a boolean mask of length ``next_id`` (its true places)."""
+    ids = to_numpy(value)
+    if ids.dtype == np.bool_:
+        if ids.shape != (next_id,):
+            raise ValueError(
+                f"{name} as a boolean mask must have one entry per id, shape ({next_id},); "
+                f"got {ids.shape}"
+            )
+        return np.flatnonzero(ids).astype(np.int64)
+    if ids.size == 0 and ids.ndim == 1:
+        return np.empty(0, dtype=np.int64)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integer row ids or a boolean mask, got dtype {ids.dtype}")
+    if ids.ndim > 1:
+        raise ValueError(f"{name} must be one id or a 1-D array of ids, got shape {ids.shape}")
+    ids = np.unique(ids.reshape(-1).astype(np.int64))
+    if ids.size and (ids[0] < 0 or ids[-1] >= next_id):
+        bad = ids[0] if ids[0] < 0 else ids[-1]
+        raise ValueError(
+            f"{name} holds id {bad}, which no row of this store ever had (ids run from 0 to "
+            f"{next_id - 1})"
+            if next_id
+            else f"{name} holds id {bad}, but this store never had a row"
+        )
+    return ids
+
+
 # -- numbers and names ----------------------------------------------------------------------------
 
 

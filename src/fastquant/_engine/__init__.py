@@ -6,7 +6,7 @@ jitted kernels of ``fastquant._kernels``. ``fastquant.distributed`` uses the sam
 split one search across shards, so a sharded answer is computed by the very code of a single
 store's answer:
 
-- :class:`ChunkedCorpus`: a corpus as chunks of bits and int8 codes with global ids;
+- :class:`ChunkedCorpus`: a corpus as chunks of bits and int8 codes, row ids, allowed rows;
 - :func:`candidates` (:func:`hamming_candidates`, :func:`plane_queries` and the asymmetric scan),
   :func:`merge_sorted`: the first stage and exact merging of top lists;
 - :func:`score_int8`, :func:`score_bits`, :func:`top_by_score`, :func:`exact_int8`: the second stage;
@@ -22,6 +22,7 @@ from .search import (
     DEFAULT_K,
     DEFAULT_RESCORE_MULTIPLIER,
     DEFAULT_SCAN,
+    GATHER_FRACTION,
     NARROWING_WIDTH,
     RESCORE_MODES,
     SCANS,
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_SCAN",
     "FAR_DISTANCE",
     "FirstPass",
+    "GATHER_FRACTION",
     "NARROWING_WIDTH",
     "PlaneQueries",
     "RESCORE_MODES",

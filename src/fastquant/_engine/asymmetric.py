@@ -29,7 +29,7 @@ from .._kernels import asymmetric as kernels
 from .._kernels import config
 from .._kernels import queries as query_kernels
 from .._kernels.bitplanes import PLANE_WEIGHTS, PLANES
-from .corpus import ChunkedCorpus, chunk_segments
+from .corpus import ChunkedCorpus, allow_addresses_of, chunk_segments
 from .scan import merge_sorted
 
 #: Query bits per dimension (bit-planes).
@@ -81,9 +81,9 @@ def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQuerie
 def asymmetric_candidates(
     corpus: ChunkedCorpus, queries: PlaneQueries, k: int, backend: str, threads: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Global top ``min(k, rows)`` by asymmetric score: ``scores (q, k') float32`` descending
-    and ``ids (q, k') int64``, ties by ascending id."""
-    k = min(k, corpus.rows)
+    """Global top ``min(k, searchable rows)`` by asymmetric score: ``scores (q, k') float32``
+    descending and ``ids (q, k') int64`` (positions), ties by ascending id."""
+    k = min(k, corpus.searchable_rows)
     if backend == "numba":
         keys, ids = _numba_topk(corpus, queries, k, threads)
     else:
@@ -96,6 +96,7 @@ def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: i
     addresses = np.array([chunk.ctypes.data for chunk in corpus.bits], dtype=np.int64)
     factor_addresses = np.array([chunk.ctypes.data for chunk in corpus.factors], dtype=np.int64)
     rows = np.diff(corpus.offsets)
+    allow_addresses = allow_addresses_of(corpus)
     planes_flat = queries.planes.reshape(-1)
     out_keys = np.empty((queries.count, k), dtype=np.float32)
     out_ids = np.empty((queries.count, k), dtype=np.int64)
@@ -103,14 +104,14 @@ def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: i
     work = corpus.rows * nbytes * PLANES * queries.count
     if threads == 1 or work < config.PARALLEL_MIN_WORK_BYTES:
         kernels.asymmetric_topk_serial(
-            addresses, factor_addresses, rows, planes_flat, *constants, nbytes, k,
-            config.PREFETCH_BYTES, out_keys, out_ids,
+            addresses, factor_addresses, rows, allow_addresses, planes_flat, *constants, nbytes,
+            k, config.PREFETCH_BYTES, out_keys, out_ids,
         )  # fmt: skip
         return out_keys, out_ids
     with config.numba_threads(threads) as used:
         kernels.asymmetric_topk_parallel(
-            addresses, factor_addresses, rows, planes_flat, *constants, nbytes, k, used,
-            config.PREFETCH_BYTES, out_keys, out_ids,
+            addresses, factor_addresses, rows, allow_addresses, planes_flat, *constants, nbytes,
+            k, used, config.PREFETCH_BYTES, out_keys, out_ids,
         )  # fmt: skip
     return out_keys, out_ids
 
@@ -143,18 +144,27 @@ def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
 
 
 def _numpy_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int):
-    """The NumPy engine: chunks of rows scored with :func:`reference_scores`, lists merged."""
+    """The NumPy engine: chunks of rows scored with :func:`reference_scores`, rows not allowed
+    dropped, lists merged."""
     keys, ids = [], []
     for c, (bits, offset) in enumerate(zip(corpus.bits, corpus.offsets)):
         factors = corpus.factors[c] if corpus.factors else None
+        bitmap = corpus.chunk_allowed(c)
+        allowed = None
+        if bitmap is not None:
+            allowed = np.unpackbits(bitmap, count=bits.shape[0], bitorder="little").view(bool)
         for lo in range(0, bits.shape[0], _NUMPY_ROWS):
             part = slice(lo, lo + _NUMPY_ROWS)
             negated = -reference_scores(
                 bits[part], None if factors is None else factors[part], queries
             )
+            kept = np.arange(negated.shape[1]) if allowed is None else np.flatnonzero(allowed[part])
+            if not kept.size:
+                continue
+            negated = negated[:, kept]
             order = np.argsort(negated, axis=1, kind="stable")[:, :k]
             keys.append(np.take_along_axis(negated, order, axis=1))
-            ids.append(order + offset + lo)
+            ids.append(kept[order] + offset + lo)
     return merge_sorted(keys, ids, k, np.float32(np.inf))
 
 

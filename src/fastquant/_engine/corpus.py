@@ -1,10 +1,11 @@
-"""A corpus as the engine sees it: chunks of packed bits and int8 codes with global row ids."""
+"""A corpus as the engine sees it: chunks of packed bits and int8 codes, the ids of their rows,
+and which rows a search may return."""
 
 from __future__ import annotations
 
 import mmap
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,13 +19,21 @@ class ChunkedCorpus:
 
     ``bits[c] (rows_c, ceil(dim / 8)) uint8`` are chunk ``c``'s packed sign bits and
     ``codes[c] (rows_c, dim) int8`` its int8 codes (or no codes at all: an empty tuple);
-    ``offsets (chunks + 1,) int64`` holds the global id of each chunk's first row, then the total.
-    Arrays are C-contiguous and may be memory-mapped. ``bits_flip`` is ``0x80`` when the bits are
-    sentence-transformers' signed ``binary`` codes (every byte's top bit inverted), else 0.
+    ``offsets (chunks + 1,) int64`` holds the *position* of each chunk's first row among all rows,
+    then the total. Arrays are C-contiguous and may be memory-mapped. ``bits_flip`` is ``0x80``
+    when the bits are sentence-transformers' signed ``binary`` codes (every byte's top bit
+    inverted), else 0.
 
     Bits are plain sign bits (``x > 0``), or, with a ``centre (dim,) float32``, the bits of
     ``x > centre`` with per-row factors ``factors[c] (rows_c, 2) uint16`` (bfloat16 ``f, g``) for
     the asymmetric scan (:mod:`fastquant._engine.asymmetric`).
+
+    Rows are found by position; what a caller sees is their *ids*: chunk ``c``'s are
+    ``first_ids[c] + local row``, or ``ids[c] (rows_c,) int64`` where given (a compacted chunk).
+    Ids grow with positions, so ordering ties by position orders them by id. Without
+    ``first_ids`` ids are positions. ``allowed[c]`` is ``None`` or a bitmap of the rows a search
+    may return (bit ``r & 7`` of byte ``r >> 3``, ``np.packbits(..., bitorder="little")``);
+    ``allowed_rows`` counts them (None: every row).
     """
 
     dim: int
@@ -35,6 +44,10 @@ class ChunkedCorpus:
     bits_flip: int = 0
     centre: np.ndarray | None = None
     factors: tuple[np.ndarray, ...] = ()
+    first_ids: np.ndarray | None = None
+    ids: tuple[np.ndarray | None, ...] = ()
+    allowed: tuple[np.ndarray | None, ...] = ()
+    allowed_rows: int | None = None
 
     @classmethod
     def of_arrays(
@@ -66,6 +79,119 @@ class ChunkedCorpus:
     def rows(self) -> int:
         """Rows in all chunks."""
         return int(self.offsets[-1])
+
+    @property
+    def searchable_rows(self) -> int:
+        """Rows a search may return."""
+        return self.rows if self.allowed_rows is None else self.allowed_rows
+
+    @property
+    def filtered(self) -> bool:
+        """Whether some rows may not be returned."""
+        return self.allowed_rows is not None and self.allowed_rows < self.rows
+
+    def chunk_ids(self, c: int) -> np.ndarray:
+        """``(rows_c,) int64`` ids of chunk ``c``'s rows."""
+        explicit = self.ids[c] if self.ids else None
+        if explicit is not None:
+            return explicit
+        first = self.offsets[c] if self.first_ids is None else self.first_ids[c]
+        return np.arange(first, first + self.offsets[c + 1] - self.offsets[c], dtype=np.int64)
+
+    def to_ids(self, positions: np.ndarray) -> np.ndarray:
+        """Ids of ``positions`` (any shape, all in ``[0, rows)``)."""
+        if self.first_ids is None:
+            return positions
+        out = np.empty_like(positions)
+        flat, result = positions.reshape(-1), out.reshape(-1)
+        chunk = np.searchsorted(self.offsets, flat, side="right") - 1
+        for c in np.unique(chunk):
+            where = chunk == c
+            local = flat[where] - self.offsets[c]
+            explicit = self.ids[c] if self.ids else None
+            result[where] = local + self.first_ids[c] if explicit is None else explicit[local]
+        return out
+
+    def to_positions(self, ids: np.ndarray) -> np.ndarray:
+        """Positions of rows ``ids (m,) int64`` (each present); ``-1`` for an id not present."""
+        if self.first_ids is None:
+            return np.where((ids >= 0) & (ids < self.rows), ids, -1)
+        out = np.full(ids.shape, -1, dtype=np.int64)
+        for c in range(len(self.offsets) - 1):
+            chunk_ids = self.chunk_ids(c)
+            if not chunk_ids.size:
+                continue
+            at = np.searchsorted(chunk_ids, ids)
+            found = (at < chunk_ids.size) & (chunk_ids[np.minimum(at, chunk_ids.size - 1)] == ids)
+            out[found] = self.offsets[c] + at[found]
+        return out
+
+    def chunk_rows(self, c: int) -> int:
+        """Rows of chunk ``c``."""
+        return int(self.offsets[c + 1] - self.offsets[c])
+
+    def chunk_allowed(self, c: int) -> np.ndarray | None:
+        """Chunk ``c``'s bitmap of rows a search may return, or None for all of them."""
+        return self.allowed[c] if self.allowed else None
+
+    def chunk_allowed_rows(self, c: int) -> int:
+        """How many rows of chunk ``c`` a search may return."""
+        bitmap = self.chunk_allowed(c)
+        return self.chunk_rows(c) if bitmap is None else int(np.bitwise_count(bitmap).sum())
+
+    def restricted(self, positions: np.ndarray) -> ChunkedCorpus:
+        """This corpus with only the rows at ``positions (m,) int64`` (ascending, unique, in
+        ``[0, rows)``) searchable, of those already searchable."""
+        return self._masked(positions, keep=True)
+
+    def without(self, positions: np.ndarray) -> ChunkedCorpus:
+        """This corpus with the rows at ``positions`` (as for :meth:`restricted`) no longer
+        searchable; chunks without such rows keep their bitmap (or None)."""
+        return self._masked(positions, keep=False)
+
+    def _masked(self, positions: np.ndarray, keep: bool) -> ChunkedCorpus:
+        allowed = []
+        bounds = np.searchsorted(positions, self.offsets)
+        for c in range(len(self.offsets) - 1):
+            local = positions[bounds[c] : bounds[c + 1]] - self.offsets[c]
+            bitmap = self.chunk_allowed(c)
+            if not keep and not local.size:
+                allowed.append(bitmap)
+                continue
+            n = self.chunk_rows(c)
+            mask = np.full(n, not keep)
+            mask[local] = keep
+            if bitmap is not None:
+                mask &= np.unpackbits(bitmap, count=n, bitorder="little").view(bool)
+            allowed.append(np.packbits(mask, bitorder="little"))
+        masked = replace(self, allowed=tuple(allowed))
+        count = sum(masked.chunk_allowed_rows(c) for c in range(len(self.offsets) - 1))
+        return replace(masked, allowed_rows=count)
+
+    def allowed_positions(self) -> np.ndarray:
+        """``(allowed_rows,) int64`` positions a search may return, ascending."""
+        parts = []
+        for c in range(len(self.offsets) - 1):
+            n = int(self.offsets[c + 1] - self.offsets[c])
+            bitmap = self.chunk_allowed(c)
+            local = (
+                np.arange(n)
+                if bitmap is None
+                else np.flatnonzero(np.unpackbits(bitmap, count=n, bitorder="little"))
+            )
+            parts.append(local + self.offsets[c])
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+
+
+def allow_addresses_of(corpus: ChunkedCorpus) -> np.ndarray:
+    """``(chunks,) int64``: the address of each chunk's bitmap of allowed rows, 0 for none (every
+    row allowed), for kernels that take chunks by address. The bitmaps live in ``corpus``."""
+    addresses = np.zeros(len(corpus.offsets) - 1, dtype=np.int64)
+    for c in range(addresses.size):
+        bitmap = corpus.chunk_allowed(c)
+        if bitmap is not None:
+            addresses[c] = bitmap.ctypes.data
+    return addresses
 
 
 def chunk_segments(

@@ -43,20 +43,56 @@ def merge_sorted(
 def hamming_candidates(
     corpus: ChunkedCorpus, query_bits: np.ndarray, k: int, backend: str, threads: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Global Hamming top ``min(k, rows)``: ``distances (q, k') int32`` ascending, ``ids (q, k')
-    int64``, ties by ascending id.
+    """Global Hamming top ``min(k, searchable rows)``: ``distances (q, k') int32`` ascending,
+    ``ids (q, k') int64`` (positions), ties by ascending id.
 
     ``query_bits (q, ceil(dim / 8)) uint8`` packed like the corpus (signed codes flipped alike
     leave every distance unchanged). A backend with ``topk_chunks`` (numba) scans all chunks in
-    one call; the others search each chunk and the lists are merged.
+    one call and skips rows not allowed inside the scan; the others search each chunk for ``k``
+    plus its rows not allowed, drop those, and the lists are merged.
     """
     engine = get_backend(backend)
-    k = min(k, corpus.rows)
+    k = min(k, corpus.searchable_rows)
     if hasattr(engine, "topk_chunks"):
-        return engine.topk_chunks(corpus.bits, query_bits, k, threads)
+        return engine.topk_chunks(corpus.bits, query_bits, k, threads, corpus.allowed)
     dists, ids = [], []
-    for chunk, offset in zip(corpus.bits, corpus.offsets):
-        dist, local = engine.topk(chunk, query_bits, min(k, chunk.shape[0]), threads)
+    for c, (chunk, offset) in enumerate(zip(corpus.bits, corpus.offsets)):
+        allowed_rows = corpus.chunk_allowed_rows(c)
+        if allowed_rows == 0:
+            continue
+        blocked = chunk.shape[0] - allowed_rows
+        dist, local = engine.topk(chunk, query_bits, min(k + blocked, chunk.shape[0]), threads)
+        if blocked:
+            dist, local = _drop_blocked(dist, local, corpus.chunk_allowed(c), min(k, allowed_rows))
         dists.append(dist)
         ids.append(local + offset)
     return merge_sorted(dists, ids, k, FAR_DISTANCE)
+
+
+def _drop_blocked(
+    dist: np.ndarray, local: np.ndarray, bitmap: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` allowed entries of each row of sorted lists ``dist, local (q, m)``."""
+    allowed = ((bitmap[local >> 3] >> (local & 7)) & 1).astype(bool)
+    order = np.argsort(~allowed, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(local, order, axis=1)
+
+
+#: Rows :func:`gathered_distances` XORs at a time.
+_GATHER_ROWS = 1024
+
+
+def gathered_distances(
+    corpus: ChunkedCorpus, query_bits: np.ndarray, positions: np.ndarray
+) -> np.ndarray:
+    """``(q, m) int32`` Hamming distances of ``query_bits`` to the rows at ``positions (m,)
+    int64`` (ascending)."""
+    out = np.empty((query_bits.shape[0], positions.size), dtype=np.int32)
+    bounds = np.searchsorted(positions, corpus.offsets)
+    for c, bits in enumerate(corpus.bits):
+        for lo in range(bounds[c], bounds[c + 1], _GATHER_ROWS):
+            hi = min(lo + _GATHER_ROWS, bounds[c + 1])
+            rows = bits[positions[lo:hi] - corpus.offsets[c]]
+            xor = np.bitwise_xor(query_bits[:, None, :], rows[None, :, :])
+            out[:, lo:hi] = np.bitwise_count(xor).sum(axis=2, dtype=np.int32)
+    return out

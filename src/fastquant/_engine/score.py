@@ -115,19 +115,28 @@ def top_by_score(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarra
 def exact_int8(
     corpus: ChunkedCorpus, queries: np.ndarray, k: int, threads: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exhaustive top ``min(k, rows)`` by dequantized int8 dot product over every chunk."""
+    """Exhaustive top ``min(k, searchable rows)`` by dequantized int8 dot product over every
+    chunk; rows not allowed are skipped."""
     calibration = corpus.calibration
     keys, ids = [], []
-    for codes, offset in zip(corpus.codes, corpus.offsets):
-        k_chunk = min(k, codes.shape[0])
+    for c, (codes, offset) in enumerate(zip(corpus.codes, corpus.offsets)):
+        k_chunk = min(k, corpus.chunk_allowed_rows(c))
+        if k_chunk == 0:
+            continue
+        bitmap = corpus.chunk_allowed(c)
+        allowed = np.empty(0, np.uint8) if bitmap is None else bitmap
         used = 1 if codes.size * queries.shape[0] < config.PARALLEL_MIN_WORK_BYTES else threads
         scores = np.empty((queries.shape[0], k_chunk), dtype=np.float32)
         local = np.empty((queries.shape[0], k_chunk), dtype=np.int64)
         with config.numba_threads(used) as used:
             kernels.int8_exhaustive_topk(
-                queries, codes, calibration.starts, calibration.steps, k_chunk, used, scores, local
-            )
+                queries, codes, calibration.starts, calibration.steps, allowed,
+                bitmap is not None, k_chunk, used, scores, local,
+            )  # fmt: skip
         keys.append(-scores)
         ids.append(local + offset)
-    neg_scores, merged_ids = merge_sorted(keys, ids, min(k, corpus.rows), np.float32(np.inf))
+    k = min(k, corpus.searchable_rows)
+    if not keys:
+        return no_results(queries.shape[0])
+    neg_scores, merged_ids = merge_sorted(keys, ids, k, np.float32(np.inf))
     return -neg_scores, merged_ids

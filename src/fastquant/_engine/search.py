@@ -12,6 +12,11 @@ Scans (``scan=``):
 
 Each keeps ``k * rescore_multiplier`` candidates (``k`` with ``rescore="none"``), which are
 rescored (int8 codes, or bits) and cut to ``k``.
+
+Rows a corpus does not allow (deleted, or outside a filter) never enter a top list: the answer is
+the one a corpus of the allowed rows alone would give. When they are at most
+``GATHER_FRACTION`` of the rows, the scan scores only them (gathered by position) instead of
+reading every row; both routes give the same scores, so the same answer.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 
 from .asymmetric import asymmetric_candidates, plane_queries, score_asymmetric
 from .corpus import ChunkedCorpus
-from .scan import hamming_candidates
+from .scan import gathered_distances, hamming_candidates
 from .score import no_results, score_bits, score_int8, top_by_score
 
 #: How candidates are rescored: against their int8 codes, their bits (BPR), or not at all.
@@ -31,6 +36,12 @@ RESCORE_MODES = ("int8", "bits", "none")
 SCANS = ("asymmetric", "hamming", "hamming+asymmetric")
 #: The Hamming stage of ``"hamming+asymmetric"`` keeps this many times the candidates.
 NARROWING_WIDTH = 10
+
+#: A corpus whose searchable rows are at most this fraction of its rows is scanned by scoring
+#: those rows alone (measured in ``benchmarks/filters.py``).
+GATHER_FRACTION = 1 / 32
+#: Scores the gathered scan holds at a time (queries x rows).
+_GATHER_PAIRS = 1 << 22
 
 #: Defaults of every search entry point (``CorpusStore.search``, ``TextIndex.search``, the CLI,
 #: ``fastquant.distributed.search``).
@@ -64,7 +75,9 @@ class FirstPass:
 def first_pass(
     corpus: ChunkedCorpus, queries: np.ndarray, count: int, scan: str, backend: str, threads: int
 ) -> FirstPass:
-    """The scan of :func:`candidates`, before ``"hamming+asymmetric"`` narrows it to ``count``."""
+    """The scan of :func:`candidates` (a corpus with searchable rows), before ``"hamming+asymmetric"`` narrows it to ``count``."""
+    if corpus.filtered and corpus.searchable_rows <= GATHER_FRACTION * corpus.rows:
+        return _gathered_first_pass(corpus, queries, count, scan)
     if scan == "asymmetric":
         planes = plane_queries(queries, corpus.centre)
         scores, ids = asymmetric_candidates(corpus, planes, count, backend, threads)
@@ -78,6 +91,41 @@ def first_pass(
     return FirstPass(keys, ids, narrow)
 
 
+def _gathered_first_pass(
+    corpus: ChunkedCorpus, queries: np.ndarray, count: int, scan: str
+) -> FirstPass:
+    """:func:`first_pass` by scoring only the allowed rows, a block of queries at a time."""
+    positions = corpus.allowed_positions()
+    block = max(1, _GATHER_PAIRS // max(1, positions.size))
+    parts = [
+        _gathered_block(corpus, queries[lo : lo + block], positions, count, scan)
+        for lo in range(0, queries.shape[0], block)
+    ]
+    narrow = None if parts[0].narrow is None else np.concatenate([p.narrow for p in parts])
+    return FirstPass(
+        np.concatenate([p.keys for p in parts]), np.concatenate([p.ids for p in parts]), narrow
+    )
+
+
+def _gathered_block(
+    corpus: ChunkedCorpus, queries: np.ndarray, positions: np.ndarray, count: int, scan: str
+) -> FirstPass:
+    ids = np.tile(positions, (queries.shape[0], 1))
+    if scan == "asymmetric":
+        scores = score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
+        scores, ids = top_by_score(scores, ids, min(count, positions.size))
+        return FirstPass(-scores, ids)
+    wide = count * (NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
+    distances = gathered_distances(corpus, query_bits(corpus, queries), positions)
+    scores, ids = top_by_score(
+        (corpus.dim - 2 * distances).astype(np.float32), ids, min(wide, positions.size)
+    )
+    if scan == "hamming":
+        return FirstPass(-scores, ids)
+    narrow = score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
+    return FirstPass(-scores, ids, narrow)
+
+
 def finish(found: FirstPass, count: int) -> tuple[np.ndarray, np.ndarray]:
     """``scores, ids (q, min(count, c))`` of a first pass: narrowed by ``narrow`` if it has one."""
     if found.narrow is None:
@@ -89,7 +137,7 @@ def candidates(
     corpus: ChunkedCorpus, queries: np.ndarray, count: int, scan: str, backend: str, threads: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first stage: ``scores (q, c) float32`` descending and ``ids (q, c) int64``,
-    ``c = min(count, rows)``, ties by ascending id. Hamming scores are ``dim - 2 * distance``."""
+    ``c = min(count, searchable rows)``, ties by ascending id. Hamming scores are ``dim - 2 * distance``."""
     return finish(first_pass(corpus, queries, count, scan, backend, threads), count)
 
 
@@ -105,12 +153,13 @@ def search(
     threads: int,
     prefetch: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``min(k, rows)`` of validated ``queries (q, dim) float32``: scores, ids ``(q, k')``.
+    """Top ``min(k, searchable rows)`` of validated ``queries (q, dim) float32``: scores, ids
+    ``(q, k')`` (positions).
 
     ``backend`` runs the scan: any Hamming engine for ``"hamming"`` (and the Hamming stage of
     ``"hamming+asymmetric"``), ``"numba"`` or ``"numpy"`` for ``"asymmetric"``.
     """
-    if corpus.rows == 0:
+    if corpus.searchable_rows == 0:
         return no_results(queries.shape[0])
     multiplier = 1 if rescore == "none" else rescore_multiplier
     scores, found = candidates(corpus, queries, k * multiplier, scan, backend, threads)

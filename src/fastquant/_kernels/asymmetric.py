@@ -32,7 +32,7 @@ from .bitplanes import (
 from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
 from .hamming import _bytes_at
 from .popcount import QUERIES_PER_SCAN
-from .topk import EMPTY_ID, heap_replace_root, merge_heaps
+from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps
 
 
 @njit(**KERNEL)
@@ -114,8 +114,12 @@ def scan_range(
     heap_ids,
     prefetch_bytes,
     id_offset,
+    allowed,
+    filtered,
 ):
-    """Offer rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to every query's heap ``(q, k)``."""
+    """Offer rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to every query's heap ``(q,
+    k)``, those allowed only (``filtered``: ``allowed`` is the chunk's bitmap, see
+    :func:`~fastquant._kernels.hamming.is_allowed`)."""
     nq = heap_keys.shape[0]
     totals = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
     fs = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
@@ -143,7 +147,7 @@ def scan_range(
                 worst = heap[0]
                 for i in range(m):
                     # Rows arrive in ascending id, so an equal key never displaces a kept row.
-                    if keys[i] < worst:
+                    if keys[i] < worst and is_allowed(allowed, filtered, block_lo + i):
                         heap_replace_root(heap, ids, keys[i], block_lo + i + id_offset)
                         worst = heap[0]
 
@@ -160,6 +164,7 @@ def _scan_chunks(
     addresses,
     factor_addresses,
     rows,
+    allow_addresses,
     planes_flat,
     scales,
     shifts,
@@ -190,6 +195,11 @@ def _scan_chunks(
                 _bytes_at(factor_addresses[c] if has_factors else addresses[c]),
                 4 * n if has_factors else 0,
             ).view(np.uint16)
+            filtered = allow_addresses[c] != 0
+            allowed = carray(
+                _bytes_at(allow_addresses[c] if filtered else addresses[c]),
+                (n + 7) // 8 if filtered else 0,
+            )
             scan_range(
                 corpus_flat,
                 factors,
@@ -205,6 +215,8 @@ def _scan_chunks(
                 heap_ids,
                 prefetch_bytes,
                 id_offset,
+                allowed,
+                filtered,
             )
         first_block += blocks
         id_offset += n
@@ -215,6 +227,7 @@ def asymmetric_topk_serial(
     addresses,
     factor_addresses,
     rows,
+    allow_addresses,
     planes_flat,
     scales,
     shifts,
@@ -226,12 +239,14 @@ def asymmetric_topk_serial(
     out_ids,
 ):
     """Top-k on the calling thread: ``out_keys (q, k) float32`` (negated scores, ascending) and
-    ``out_ids (q, k) int64``; ``k <= sum(rows)``; no factors when ``factor_addresses`` is empty."""
+    ``out_ids (q, k) int64``; ``k`` at most the rows allowed (``allow_addresses``: per chunk, the address of its bitmap or 0
+    for every row); no factors when ``factor_addresses`` is empty."""
     heap_keys, heap_ids = _empty_heaps(1, scales.shape[0], k)
     _scan_chunks(
         addresses,
         factor_addresses,
         rows,
+        allow_addresses,
         planes_flat,
         scales,
         shifts,
@@ -251,6 +266,7 @@ def asymmetric_topk_parallel(
     addresses,
     factor_addresses,
     rows,
+    allow_addresses,
     planes_flat,
     scales,
     shifts,
@@ -269,6 +285,7 @@ def asymmetric_topk_parallel(
             addresses,
             factor_addresses,
             rows,
+            allow_addresses,
             planes_flat,
             scales,
             shifts,

@@ -8,7 +8,9 @@ distances of four queries at a time into a small buffer, then offers a query's b
 only if the block's minimum beats the heap's worst entry. Per-thread heaps live across chunks and
 are merged at the end, so the whole corpus is one parallel region, one query uses every thread,
 and the result (ascending distance, ties by ascending id) depends neither on the thread count
-nor on how the rows are chunked. Callers keep the chunk arrays alive during a call.
+nor on how the rows are chunked. A chunk may come with a bitmap of the rows allowed into the
+heaps (``allow_addresses``: 0 for none; bit ``r & 7`` of byte ``r >> 3``): deleted or filtered
+rows are scanned but never kept. Callers keep the chunk arrays alive during a call.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from numba.extending import intrinsic
 
 from .config import KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
 from .popcount import QUERIES_PER_SCAN, scan_block_1, scan_block_4, xor_popcount_byte
-from .topk import EMPTY_ID, heap_replace_root, merge_heaps
+from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps
 
 _FAR = np.iinfo(np.int32).max
 
@@ -83,8 +85,11 @@ def scan_range(
     heap_ids,
     prefetch_bytes,
     id_offset,
+    allowed,
+    filtered,
 ):
-    """Offer corpus rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to the heaps ``(q, k)`` of every query."""
+    """Offer corpus rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to the heaps ``(q, k)``
+    of every query, those ``is_allowed`` only."""
     nq = heap_keys.shape[0]
     dist = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
     minima = np.empty(QUERIES_PER_SCAN, dtype=np.int32)
@@ -113,7 +118,7 @@ def scan_range(
                 for r in range(block_lo, block_hi):
                     d = dist[QUERIES_PER_SCAN * (r - block_lo) + qi - q_lo]
                     # Rows arrive in ascending id, so an equal distance never displaces a kept row.
-                    if d < worst:
+                    if d < worst and is_allowed(allowed, filtered, r):
                         heap_replace_root(keys, ids, d, r + id_offset)
                         worst = keys[0]
 
@@ -138,7 +143,16 @@ def _bytes_at(typingctx, address):
 
 @njit(**KERNEL)
 def _scan_chunks(
-    addresses, rows, queries_flat, nbytes, part, parts, heap_keys, heap_ids, prefetch_bytes
+    addresses,
+    rows,
+    allow_addresses,
+    queries_flat,
+    nbytes,
+    part,
+    parts,
+    heap_keys,
+    heap_ids,
+    prefetch_bytes,
 ):
     """Scan share ``part`` of ``parts`` of all chunks' blocks, in order, into one set of heaps.
 
@@ -158,6 +172,11 @@ def _scan_chunks(
         block_hi = min(own_hi, first_block + blocks) - first_block
         if block_hi > block_lo:
             corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
+            filtered = allow_addresses[c] != 0
+            allowed = carray(
+                _bytes_at(allow_addresses[c] if filtered else addresses[c]),
+                (n + 7) // 8 if filtered else 0,
+            )
             row_lo = block_lo * SCAN_BLOCK_ROWS
             row_hi = min(n, block_hi * SCAN_BLOCK_ROWS)
             scan_range(
@@ -170,6 +189,8 @@ def _scan_chunks(
                 heap_ids,
                 prefetch_bytes,
                 id_offset,
+                allowed,
+                filtered,
             )
         first_block += blocks
         id_offset += n
@@ -177,20 +198,39 @@ def _scan_chunks(
 
 @njit(**KERNEL)
 def hamming_topk_serial(
-    addresses, rows, queries_flat, nbytes, k, prefetch_bytes, out_dist, out_ids
+    addresses, rows, allow_addresses, queries_flat, nbytes, k, prefetch_bytes, out_dist, out_ids
 ):
-    """Top-k on the calling thread into ``out_dist (q, k) int32, out_ids (q, k) int64``, ``k <= sum(rows)``."""
+    """Top-k on the calling thread into ``out_dist (q, k) int32, out_ids (q, k) int64``; ``k``
+    at most the rows allowed."""
     nq = queries_flat.shape[0] // nbytes
     heap_keys, heap_ids = _empty_heaps(1, nq, k)
     _scan_chunks(
-        addresses, rows, queries_flat, nbytes, 0, 1, heap_keys[0], heap_ids[0], prefetch_bytes
+        addresses,
+        rows,
+        allow_addresses,
+        queries_flat,
+        nbytes,
+        0,
+        1,
+        heap_keys[0],
+        heap_ids[0],
+        prefetch_bytes,
     )
     merge_heaps(heap_keys, heap_ids, out_dist, out_ids)
 
 
 @njit(**PARALLEL_KERNEL)
 def hamming_topk_parallel(
-    addresses, rows, queries_flat, nbytes, k, threads, prefetch_bytes, out_dist, out_ids
+    addresses,
+    rows,
+    allow_addresses,
+    queries_flat,
+    nbytes,
+    k,
+    threads,
+    prefetch_bytes,
+    out_dist,
+    out_ids,
 ):
     """Top-k with every chunk split into ``threads`` contiguous ranges, one per thread."""
     nq = queries_flat.shape[0] // nbytes
@@ -199,6 +239,7 @@ def hamming_topk_parallel(
         _scan_chunks(
             addresses,
             rows,
+            allow_addresses,
             queries_flat,
             nbytes,
             t,

@@ -16,7 +16,7 @@ from numba import njit, prange
 
 from .config import FASTMATH_KERNEL, KERNEL, PARALLEL_FASTMATH_KERNEL
 from .hints import prefetch_ahead
-from .topk import EMPTY_ID, heap_replace_root, merge_heaps, sort_pairs
+from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps, sort_pairs
 
 
 @njit(**KERNEL)
@@ -115,14 +115,19 @@ def top_scores(scores, ids, out_scores, out_ids):
 
 
 @njit(**FASTMATH_KERNEL)
-def _int8_scan_range(queries, codes, starts, steps, row_lo, row_hi, heap_keys, heap_ids):
-    """Offer rows ``[row_lo, row_hi)`` to per-query heaps keyed by negated score."""
+def _int8_scan_range(
+    queries, codes, starts, steps, row_lo, row_hi, allowed, filtered, heap_keys, heap_ids
+):
+    """Offer rows ``[row_lo, row_hi)``, those allowed only, to per-query heaps keyed by negated
+    score."""
     nq, d = queries.shape
     scaled = np.empty((nq, d), dtype=np.float32)
     constants = np.empty(nq, dtype=np.float32)
     for qi in range(nq):
         constants[qi] = _int8_query_terms_row(queries[qi], starts, steps, scaled[qi])
     for r in range(row_lo, row_hi):
+        if not is_allowed(allowed, filtered, r):
+            continue
         row = codes[r]
         for qi in range(nq):
             key = -(constants[qi] + _dot_codes(scaled[qi], row))
@@ -139,8 +144,11 @@ def _empty_score_heaps(threads, nq, k):
 
 
 @njit(**PARALLEL_FASTMATH_KERNEL)
-def int8_exhaustive_topk(queries, codes, starts, steps, k, threads, out_scores, out_ids):
-    """Exact top-k of every row of ``codes (n, d) int8`` by dequantized dot product.
+def int8_exhaustive_topk(
+    queries, codes, starts, steps, allowed, filtered, k, threads, out_scores, out_ids
+):
+    """Exact top-k of the rows of ``codes (n, d) int8`` by dequantized dot product: every row,
+    or with ``filtered`` those set in the bitmap ``allowed`` (``k`` at most their number).
 
     The corpus is split into ``threads`` contiguous ranges; ``threads == 1`` scans on one thread.
     Writes ``out_scores (q, k) float32`` descending and ``out_ids (q, k) int64``; ``k <= n``.
@@ -155,6 +163,8 @@ def int8_exhaustive_topk(queries, codes, starts, steps, k, threads, out_scores, 
             steps,
             n * t // threads,
             n * (t + 1) // threads,
+            allowed,
+            filtered,
             heap_keys[t],
             heap_ids[t],
         )

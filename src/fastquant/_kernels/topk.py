@@ -23,6 +23,13 @@ def _worse(key_a, id_a, key_b, id_b):
 
 
 @njit(**INLINE_KERNEL)
+def is_allowed(allowed, filtered, r):
+    """Whether row ``r`` may enter a heap: always, or with ``filtered`` when it is set in the
+    bitmap ``allowed (ceil(n / 8),) uint8`` (bit ``r & 7`` of byte ``r >> 3``)."""
+    return not filtered or (allowed[r >> 3] >> (r & 7)) & 1
+
+
+@njit(**INLINE_KERNEL)
 def heap_replace_root(keys, ids, key, idx):
     """Put ``(key, idx)`` in place of the root of the max-heap and sift it down."""
     size = keys.shape[0]

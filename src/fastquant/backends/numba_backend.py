@@ -22,9 +22,18 @@ class NumbaBackend:
         return self.topk_chunks([corpus_bits], query_bits, k, threads)
 
     def topk_chunks(
-        self, chunks: Sequence[np.ndarray], query_bits: np.ndarray, k: int, threads: int
+        self,
+        chunks: Sequence[np.ndarray],
+        query_bits: np.ndarray,
+        k: int,
+        threads: int,
+        allowed: Sequence[np.ndarray | None] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k over the rows of several ``(n_c, nbytes) uint8`` C-contiguous arrays, ids global.
+
+        ``allowed[c]``, if given and not None, is a bitmap ``(ceil(n_c / 8),) uint8`` (bit ``r &
+        7`` of byte ``r >> 3``) of the rows of chunk ``c`` that may be returned; ``k`` must not
+        exceed their number.
 
         One scan covers every chunk, so a chunked corpus costs what one array of its rows would.
         Small jobs (rows x ``nbytes`` x queries < ``PARALLEL_MIN_WORK_BYTES``) run on the calling
@@ -43,18 +52,27 @@ class NumbaBackend:
                 )
         addresses = np.array([chunk.ctypes.data for chunk in chunks], dtype=np.int64)
         rows = np.array([chunk.shape[0] for chunk in chunks], dtype=np.int64)
+        bitmaps = [
+            np.ascontiguousarray(bitmap) if bitmap is not None else None for bitmap in allowed
+        ]
+        allow_addresses = np.zeros(len(chunks), dtype=np.int64)
+        for c, bitmap in enumerate(bitmaps):
+            if bitmap is not None:
+                allow_addresses[c] = bitmap.ctypes.data
         out_dist = np.empty((q, k), dtype=np.int32)
         out_ids = np.empty((q, k), dtype=np.int64)
         queries_flat = np.ascontiguousarray(query_bits).reshape(-1)
         if threads == 1 or int(rows.sum()) * nbytes * q < config.PARALLEL_MIN_WORK_BYTES:
             hamming_topk_serial(
-                addresses, rows, queries_flat, nbytes, k, config.PREFETCH_BYTES, out_dist, out_ids
-            )
+                addresses, rows, allow_addresses, queries_flat, nbytes, k,
+                config.PREFETCH_BYTES, out_dist, out_ids,
+            )  # fmt: skip
             return out_dist, out_ids
         with config.numba_threads(threads) as used:
             hamming_topk_parallel(
                 addresses,
                 rows,
+                allow_addresses,
                 queries_flat,
                 nbytes,
                 k,

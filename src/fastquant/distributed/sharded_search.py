@@ -1,7 +1,7 @@
 """Search shards of one corpus on a Dask cluster: the answer of a single store holding all rows.
 
-Shard ``i`` is a :class:`~fastquant.CorpusStore` directory; its row ``r`` has the global id
-``r + rows of shards 0..i-1``. A search takes two rounds of one task per shard:
+Shard ``i`` is a :class:`~fastquant.CorpusStore` directory; its row of id ``r`` has the global id
+``r +`` the id spans (``next_id``) of shards ``0..i-1``. Deleted rows are never returned. A search takes two rounds of one task per shard:
 
 1. scan: each shard's top ``K = k * rescore_multiplier`` by the store's own scan (asymmetric
    score or Hamming distance, global id). A single store's top ``K`` takes from each shard a
@@ -102,7 +102,7 @@ def search(
     )
     calibration = _check_shards(paths, scans, queries)
     offsets = np.cumsum([0] + [scan.rows for scan in scans], dtype=np.int64)
-    if offsets[-1] == 0:
+    if all(scan.found is None for scan in scans):
         return _engine.no_results(queries.shape[0])
     wide = k * multiplier * (_engine.NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
     _, candidates = _engine.finish(_merged(scans, offsets, wide), k * multiplier)
@@ -128,10 +128,10 @@ def search(
 def _merged(scans: list[ShardScan], offsets: np.ndarray, wide: int) -> _engine.FirstPass:
     """The first pass of the union of the shards: the top ``wide`` of their lists merged by
     ``(key, global id)``, as one store's scan keeps it."""
-    filled = [i for i, scan in enumerate(scans) if scan.rows]
+    filled = [i for i, scan in enumerate(scans) if scan.found is not None]
     keys = [scans[i].found.keys for i in filled]
     ids = [scans[i].found.ids + offsets[i] for i in filled]
-    width = min(wide, int(offsets[-1]))
+    width = min(wide, sum(part.shape[1] for part in keys))
     merged_keys, merged_ids = _engine.merge_sorted(keys, ids, width, np.float32(np.inf))
     narrow = None
     if scans[filled[0]].found.narrow is not None:  # carry each id's score through the merge

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,9 @@ class ShardScan:
 
     ``ranges (2, dim) float32`` are its int8 ranges (None before its first row), ``centre (dim,)
     float32`` the centre of its bits (None for sign bits); ``found`` its
-    :class:`~fastquant._engine.FirstPass` with local row ids, None for an empty shard or when
-    the queries' dimension is not ``dim``.
+    :class:`~fastquant._engine.FirstPass` with the shard's own row ids, None when no row is
+    searchable (none, or all deleted) or when the queries' dimension is not ``dim``. ``rows`` is
+    the shard's id span (its ``next_id``): its ids lie in ``[0, rows)``.
     """
 
     dim: int
@@ -91,7 +92,7 @@ def _snapshot(index: int, path: str) -> Snapshot:
     """
     with naming_shard(index, path):
         snapshot = open_shard(path).snapshot
-        snapshot.require_intact()
+        snapshot.require_intact(Path(path))
         return snapshot
 
 
@@ -100,14 +101,16 @@ def scan_shard(
 ) -> ShardScan:
     """First pass of ``scan`` for ``queries (q, d) float32`` over shard ``index``, as the store's
     own search runs it (see :class:`ShardScan`)."""
-    corpus = _snapshot(index, path).corpus
+    snapshot = _snapshot(index, path)
+    corpus = snapshot.corpus
     ranges = None if corpus.calibration is None else corpus.calibration.ranges
     found = None
-    if queries.shape[1] == corpus.dim and corpus.rows:
+    if queries.shape[1] == corpus.dim and corpus.searchable_rows:
         found = _engine.first_pass(
             corpus, queries, k, scan, "numba", validation.thread_count(threads)
         )
-    return ShardScan(corpus.dim, corpus.rows, ranges, corpus.centre, found)
+        found = replace(found, ids=corpus.to_ids(found.ids))
+    return ShardScan(corpus.dim, snapshot.manifest.next_id, ranges, corpus.centre, found)
 
 
 def score_shard(
@@ -122,19 +125,20 @@ def score_shard(
 ) -> np.ndarray:
     """Int8 scores of (query, row) pairs of shard ``index``: ``(s,) float32``.
 
-    Pair ``j`` is local row ``rows[j]`` and query ``slots[j] // per_query`` of ``queries (q, d)
+    Pair ``j`` is the shard's row of id ``rows[j]`` and query ``slots[j] // per_query`` of ``queries (q, d)
     float32``; ``slots`` are positions in the ``(q, per_query)`` candidate matrix of the whole
     search. Scored by the engine code ``CorpusStore.search`` runs, so a row gets the score the
     store would give it. ``calibration`` is the digest of the ranges the scan reported.
     """
     corpus = _snapshot(index, path).corpus
-    if calibration_digest(corpus.calibration) != calibration or rows.max() >= corpus.rows:
+    positions = corpus.to_positions(rows)
+    if calibration_digest(corpus.calibration) != calibration or (positions < 0).any():
         raise RuntimeError(
             f"shard {index} ({path}) was replaced during the search: it no longer holds the rows "
             "or int8 ranges its scan reported"
         )
     candidates = np.full(queries.shape[0] * per_query, -1, dtype=np.int64)
-    candidates[slots] = rows  # slots left at -1 belong to other shards and are skipped
+    candidates[slots] = positions  # slots left at -1 belong to other shards and are skipped
     scores = _engine.score_int8(
         corpus, queries, candidates.reshape(-1, per_query), threads=validation.thread_count(threads)
     )

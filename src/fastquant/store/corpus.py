@@ -8,14 +8,19 @@ Layout (every path relative to the store directory; see ``docs/store_format.md``
     chunks/000000.bits     raw (rows, ceil(dim / 8)) uint8, bits of x > centre (or x > 0), MSB first
     chunks/000000.codes    raw (rows, dim) int8, sentence-transformers int8 codes
     chunks/000000.factors  raw (rows, 2) uint16, bfloat16 row factors (centred stores)
-    writer.lock            flock'ed by the one process appending
+    chunks/000000.g1.*     a chunk rewritten by compaction, with 000000.g1.ids: (rows,) int64 ids
+    chunks/deleted-000001.ids  (n,) int64 ascending: the ids deleted and not yet compacted away
+    writer.lock            flock'ed by the one process writing
 
-Chunks hold ``chunk_rows`` rows each, the last one up to that. Rows are only ever added: an
-append writes past the committed end of the last chunk (and into new chunks), flushes, and then
-commits by replacing the manifest atomically. Readers see the rows of the manifest they loaded;
-bytes beyond it are invisible and are cut off by the next writer once it has proven them
-leftovers (``leftovers.py``). No file is followed through a symlink or read unless it is a
-regular file (``safe_files.py``).
+Every row has an id, given in order by appends and never reused. Chunks hold ``chunk_rows`` rows
+each, the last one up to that (compacted chunks fewer). An append writes past the committed end
+of the last chunk (and into new chunks), flushes, and then commits by replacing the manifest
+atomically; a delete writes a new list of deleted ids and commits the same way; compaction
+writes new generations of the chunks that hold deleted rows, commits, then removes the old
+files. Readers see the rows of the manifest they loaded; bytes and files beyond it are
+invisible and are removed by the next writer once it has proven them leftovers
+(``leftovers.py``). No file is followed through a symlink or read unless it is a regular file
+(``safe_files.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import os
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +40,8 @@ from ..backends import BACKEND_NAMES
 from ..quantize import Calibration, centre_of, centred_checked, quantize_checked
 from .building import building_directory
 from .calibration_file import read_calibration, read_centre, write_calibration, write_centre
+from .compaction import CompactionReport, store_bytes, write_compacted
+from .deletions import read_deleted, write_deleted
 from .errors import StoreCorruptedError, StoreError, StoreWriteError
 from .files import map_rows, open_committed, write_at
 from .leftovers import discard_leftovers
@@ -44,9 +51,8 @@ from .manifest import (
     CHUNK_DIR,
     ChunkRecord,
     Manifest,
-    bits_file,
-    codes_file,
-    factors_file,
+    chunk_file,
+    deleted_file,
     read_manifest,
     write_manifest,
 )
@@ -54,6 +60,7 @@ from .safe_files import (
     SAFE_OPEN_FLAGS,
     CommittedFile,
     fsync_directory,
+    remove_leftover,
     require_crc32,
     require_directory,
     require_single_link,
@@ -65,6 +72,9 @@ DEFAULT_CHUNK_ROWS = 1 << 20
 
 #: An append quantizes and writes this many rows at a time, bounding its temporary memory.
 APPEND_SLICE_ROWS = 1 << 16
+
+#: Times a reader reads the manifest again when a file it lists vanished (compaction removed it).
+_LOAD_ATTEMPTS = 3
 
 Rescore = Literal["int8", "bits", "none"]
 Scan = Literal["asymmetric", "hamming", "hamming+asymmetric"]
@@ -79,24 +89,42 @@ class Snapshot:
     """
 
     manifest: Manifest
+    #: Its rows; deleted ones are not searchable (``corpus.allowed``).
     corpus: _engine.ChunkedCorpus
-    #: The chunk files as they were opened: ``(bits, codes[, factors])`` per chunk.
+    #: The chunk files as they were opened: ``(bits, codes[, factors][, ids])`` per chunk.
     files: tuple[tuple[CommittedFile, ...], ...] = ()
+    #: ``(n,) int64`` ids deleted and not compacted away, ascending.
+    deleted: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def calibration(self) -> Calibration | None:
         return self.corpus.calibration
 
-    def require_intact(self) -> None:
-        """Raise :class:`~fastquant.store.StoreCorruptedError` if a chunk file was replaced or cut.
+    @property
+    def live_rows(self) -> int:
+        """Rows not deleted."""
+        return self.corpus.searchable_rows
+
+    def require_intact(self, path: Path) -> None:
+        """Raise :class:`~fastquant.store.StoreCorruptedError` if a chunk file of the store at
+        ``path`` was replaced or cut.
 
         One ``lstat`` per file; a search calls it before reading, so that a store damaged under
-        it is an error rather than a SIGBUS. A file cut during the scan itself is not caught
-        (see ``docs/store_format.md``).
+        it is an error rather than a SIGBUS. A file that compaction removed after committing a
+        newer state is fine: its memory map stays valid and nothing can cut it any more. A file
+        cut during the scan itself is not caught (see ``docs/store_format.md``).
         """
+        missing = []
         for chunk_files in self.files:
             for file in chunk_files:
-                file.require_unchanged()
+                problem = file.problem()
+                if problem is None:
+                    continue
+                if not problem.startswith("can no longer be found"):
+                    file.require_unchanged()
+                missing.append(file)
+        if missing and not _replaced_by_newer_state(path, self.manifest, missing):
+            missing[0].require_unchanged()
 
 
 class CorpusStore:
@@ -116,7 +144,7 @@ class CorpusStore:
         #: appeared under its lock, so they are its own and need no proof to be cut.
         self._proven: Manifest | None = None
         self._append_lock = threading.Lock()
-        self._snapshot = self._load(read_manifest(path), None)
+        self._snapshot = self._load_latest(None)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -206,7 +234,7 @@ class CorpusStore:
     def _load(self, manifest: Manifest, previous: Snapshot | None) -> Snapshot:
         """Map ``manifest``'s chunks and check them as ``open`` does.
 
-        Maps of ``previous`` are reused only for chunks whose record and file did not change.
+        Maps of ``previous`` are reused only for chunks whose record and files did not change.
         """
         calibration = _calibration_for(self.path, manifest, previous)
         centre = _centre_for(self.path, manifest, previous)
@@ -214,42 +242,54 @@ class CorpusStore:
             (previous.manifest.dim, previous.manifest.chunk_rows, previous.manifest.bits)
             == (manifest.dim, manifest.chunk_rows, manifest.bits)
         )
-        kept = previous if reusable else None
+        kept = {}
+        if reusable:
+            kept = {(c.file_id, c.generation): i for i, c in enumerate(previous.manifest.chunks)}
         if manifest.chunks:
             _require_chunk_dir(self.path / CHUNK_DIR)
-        bits, codes, factors, files = [], [], [], []
-        for i, chunk in enumerate(manifest.chunks):
-            old = kept is not None and i < len(kept.files)
-            if old and kept.manifest.chunks[i] == chunk and not _changed(kept.files[i]):
-                bits.append(kept.corpus.bits[i])
-                codes.append(kept.corpus.codes[i])
-                factors.extend(kept.corpus.factors[i : i + 1])
-                files.append(kept.files[i])
+        bits, codes, factors, ids, files = [], [], [], [], []
+        for chunk in manifest.chunks:
+            i = kept.get((chunk.file_id, chunk.generation))
+            if (
+                i is not None
+                and previous.manifest.chunks[i] == chunk
+                and not _changed(previous.files[i])
+            ):
+                bits.append(previous.corpus.bits[i])
+                codes.append(previous.corpus.codes[i])
+                factors.extend(previous.corpus.factors[i : i + 1])
+                ids.append(previous.corpus.ids[i])
+                files.append(previous.files[i])
                 continue
+            name = lambda kind, c=chunk: self.path / chunk_file(c.file_id, c.generation, kind)  # noqa: E731
             bit_rows, bits_on_disk = map_rows(
-                self.path / bits_file(i),
-                chunk.rows,
-                manifest.bits_width,
-                np.uint8,
-                random_access=False,
+                name("bits"), chunk.rows, manifest.bits_width, np.uint8, random_access=False
             )
             if self.bits_in_memory:
                 grown = None  # rows copied earlier, if they come from this very file
-                if old and kept.files[i][0].same_file(bits_on_disk):
-                    grown = kept.corpus.bits[i]
+                if i is not None and previous.files[i][0].same_file(bits_on_disk):
+                    grown = previous.corpus.bits[i]
                 bit_rows = _copy_in_memory(bit_rows, grown, manifest.chunk_rows)
             code_rows, codes_on_disk = map_rows(
-                self.path / codes_file(i), chunk.rows, manifest.dim, np.int8, random_access=True
+                name("codes"), chunk.rows, manifest.dim, np.int8, random_access=True
             )
             bits.append(bit_rows)
             codes.append(code_rows)
             files.append((bits_on_disk, codes_on_disk))
             if manifest.centred:
                 factor_rows, factors_on_disk = map_rows(
-                    self.path / factors_file(i), chunk.rows, 2, np.uint16, random_access=False
+                    name("factors"), chunk.rows, 2, np.uint16, random_access=False
                 )
                 factors.append(factor_rows)
                 files[-1] += (factors_on_disk,)
+            ids.append(None)
+            if chunk.ids_crc32 is not None:
+                id_rows, ids_on_disk = map_rows(
+                    name("ids"), chunk.rows, 1, np.dtype("<i8"), random_access=False
+                )
+                ids[-1] = _checked_ids(name("ids"), id_rows.reshape(-1), chunk)
+                files[-1] += (ids_on_disk,)
+        _require_ids_in_order(self.path, manifest, ids)
         offsets = np.cumsum([0] + [chunk.rows for chunk in manifest.chunks], dtype=np.int64)
         corpus = _engine.ChunkedCorpus(
             manifest.dim,
@@ -259,15 +299,38 @@ class CorpusStore:
             calibration,
             centre=centre,
             factors=tuple(factors),
+            first_ids=np.array([chunk.first_id for chunk in manifest.chunks], dtype=np.int64),
+            ids=tuple(ids),
         )
-        return Snapshot(manifest, corpus, tuple(files))
+        deleted = read_deleted(self.path, manifest)
+        if deleted.size:
+            positions = corpus.to_positions(deleted)
+            if (positions < 0).any():
+                gone = deleted[positions < 0][0]
+                raise StoreCorruptedError(
+                    f"{self.path / CHUNK_DIR} lists id {gone} as deleted, but no chunk holds it"
+                )
+            corpus = corpus.without(positions)
+        return Snapshot(manifest, corpus, tuple(files), deleted)
+
+    def _load_latest(self, previous: Snapshot | None) -> Snapshot:
+        """The snapshot of the latest manifest; read again if a compaction removed a file of the
+        manifest read before it could be mapped."""
+        for attempt in range(_LOAD_ATTEMPTS):
+            manifest = read_manifest(self.path)
+            try:
+                return self._load(manifest, previous)
+            except StoreCorruptedError:
+                if attempt + 1 == _LOAD_ATTEMPTS or read_manifest(self.path) == manifest:
+                    raise
+        raise AssertionError("unreachable")
 
     def refresh(self) -> int:
         """Move to the latest committed state (rows appended by other processes); returns ``len(self)``.
 
         Checks what :meth:`open` checks; on an error the store keeps its current snapshot.
         """
-        self._snapshot = self._load(read_manifest(self.path), self._snapshot)
+        self._snapshot = self._load_latest(self._snapshot)
         return len(self)
 
     def close(self) -> None:
@@ -286,11 +349,15 @@ class CorpusStore:
     # -- what it holds -----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._snapshot.corpus.rows
+        """Rows not deleted."""
+        return self._snapshot.live_rows
 
     def __repr__(self) -> str:
         m = self._snapshot.manifest
-        return f"CorpusStore({str(self.path)!r}, rows={len(self)}, dim={m.dim}, chunks={len(m.chunks)})"
+        return (
+            f"CorpusStore({str(self.path)!r}, rows={len(self)}, dim={m.dim}, "
+            f"chunks={len(m.chunks)})"
+        )
 
     @property
     def dim(self) -> int:
@@ -299,6 +366,16 @@ class CorpusStore:
     @property
     def chunk_rows(self) -> int:
         return self._snapshot.manifest.chunk_rows
+
+    @property
+    def next_id(self) -> int:
+        """The id the next appended row gets: every id below it was given once, never again."""
+        return self._snapshot.manifest.next_id
+
+    @property
+    def deleted_rows(self) -> int:
+        """Rows deleted and not yet compacted away (their space is returned by :meth:`compact`)."""
+        return int(self._snapshot.deleted.size)
 
     @property
     def manifest(self) -> Manifest:
@@ -328,7 +405,7 @@ class CorpusStore:
     def append(self, embeddings_f32: Any) -> np.ndarray:
         """Quantize ``embeddings_f32 (m, dim)`` float rows and add them; returns their ids ``(m,) int64``.
 
-        Ids are consecutive from the old ``len(self)``. The batch is committed atomically: after a
+        Ids are consecutive from :attr:`next_id` (ids of deleted rows are never reused). The batch is committed atomically: after a
         crash the store holds either all of it or none of it. Invalid input (wrong dtype or shape,
         NaN/Inf, empty) raises before anything is written. The first append takes the writer lock
         and holds it until :meth:`close`.
@@ -337,19 +414,14 @@ class CorpusStore:
         validation.require_float32_range("embeddings_f32", batch)
         validation.require_dim("embeddings_f32", batch, self.dim)
         with self._append_lock:
-            self._acquire()
-            # Committed state comes from disk, never from memory: a snapshot can be stale after an
-            # interrupted append, and rows are written right after the last committed one.
-            before = read_manifest(self.path)
-            self._discard_leftovers(before)
-            self._snapshot = self._load(before, self._snapshot)
+            before = self._writer_state()
             try:
                 written = self._commit(before, batch)
             except OSError as error:
-                self._after_failed_commit(batch.shape[0], before, error)
+                self._after_failed_commit(f"appending {batch.shape[0]} rows", before, error)
             self._proven = written
             self._snapshot = self._load(written, self._snapshot)
-        return np.arange(before.rows, before.rows + batch.shape[0], dtype=np.int64)
+        return np.arange(before.next_id, before.next_id + batch.shape[0], dtype=np.int64)
 
     def _commit(self, manifest: Manifest, batch: np.ndarray) -> Manifest:
         """Write ``batch`` after the committed rows (calibrating first if needed), then commit.
@@ -371,29 +443,106 @@ class CorpusStore:
                 manifest.chunks, centre_crc32=write_centre(self.path, centre)
             )
         chunks = _append_rows(self.path, manifest, calibration, centre, batch)
-        manifest = manifest.with_chunks(chunks)
+        manifest = manifest.with_chunks(chunks, next_id=manifest.next_id + batch.shape[0])
         write_manifest(self.path, manifest)
         return manifest
 
-    def _after_failed_commit(self, rows: int, before: Manifest, error: OSError) -> None:
-        """Say whether a failed append was committed, free what it wrote if not; always raises."""
+    def _after_failed_commit(self, what: str, before: Manifest, error: OSError) -> None:
+        """Say whether a failed write (``what``: "appending 10 rows") was committed, free what it
+        wrote if not; always raises."""
         try:
             now = read_manifest(self.path)
         except (StoreError, OSError):
             now = None
-        if now is not None and now.rows != before.rows:
+        if now is not None and now != before:
             self._snapshot = self._load(now, self._snapshot)
             raise StoreWriteError(
-                f"appending {rows} rows to {self.path} was committed, but flushing the directory "
-                f"failed, so the rows may not survive a power loss: {error}"
+                f"{what} to {self.path} was committed, but flushing the directory failed, so it "
+                f"may not survive a power loss: {error}"
             ) from error
-        try:  # we hold the lock and proved ``before``: give back the space the failed batch took
+        try:  # we hold the lock and proved ``before``: give back the space the failed write took
             discard_leftovers(self.path, before, proven=True)
         except OSError:
             pass
         raise StoreWriteError(
-            f"appending {rows} rows to {self.path} failed; nothing was committed: {error}"
+            f"{what} to {self.path} failed; nothing was committed: {error}"
         ) from error
+
+    def delete(self, ids: Any) -> int:
+        """Delete the rows ``ids`` (integer ids, or a boolean mask of length :attr:`next_id`);
+        returns how many rows this deleted.
+
+        No search returns a deleted row; its id is never given again, and its space comes back
+        with :meth:`compact`. Committed atomically, like :meth:`append`: after a crash the store
+        holds the old or the new state. An id no row ever had raises ``ValueError`` before
+        anything is written; deleting a deleted row again changes nothing.
+        """
+        with self._append_lock:
+            before = self._writer_state()
+            wanted = validation.as_row_ids("ids", ids, before.next_id)
+            snapshot = self._snapshot
+            positions = snapshot.corpus.to_positions(wanted)
+            present = wanted[positions >= 0]
+            new = np.setdiff1d(present, snapshot.deleted, assume_unique=True)
+            if not new.size:
+                return 0
+            generation = before.deleted.generation + 1 if before.deleted else 1
+            try:
+                record = write_deleted(self.path, generation, np.union1d(snapshot.deleted, new))
+                fsync_directory(self.path / CHUNK_DIR)
+                written = before.with_chunks(before.chunks, deleted=record)
+                write_manifest(self.path, written)
+            except OSError as error:
+                self._after_failed_commit(f"deleting {new.size} rows", before, error)
+            self._committed(written, before)
+        return int(new.size)
+
+    def compact(self, *, progress: bool = False) -> CompactionReport:
+        """Rewrite the chunks that hold deleted rows without them, returning their space.
+
+        Ids do not change and every search answers as before. Crash-safe: a ``kill -9`` at any
+        moment leaves the old or the new state; readers keep searching the snapshot they hold.
+        ``progress`` shows a bar of the rows copied. Returns what it did, with the store's bytes
+        on disk before and after.
+        """
+        with self._append_lock:
+            before = self._writer_state()
+            bytes_before = store_bytes(self.path)
+            snapshot = self._snapshot
+            if not snapshot.deleted.size:
+                return CompactionReport(0, 0, bytes_before, bytes_before)
+            try:
+                written, replaced, rewritten = write_compacted(
+                    self.path, before, snapshot.corpus, progress
+                )
+                write_manifest(self.path, written)
+            except OSError as error:
+                self._after_failed_commit("compacting", before, error)
+            self._committed(written, before)
+            for file in replaced:
+                _remove_replaced(file)
+            fsync_directory(self.path / CHUNK_DIR)
+        return CompactionReport(
+            int(snapshot.deleted.size), rewritten, bytes_before, store_bytes(self.path)
+        )
+
+    def _writer_state(self) -> Manifest:
+        """Take the writer lock, cut leftovers, and load the committed state; returns its manifest."""
+        self._acquire()
+        # Committed state comes from disk, never from memory: a snapshot can be stale after an
+        # interrupted write.
+        before = read_manifest(self.path)
+        self._discard_leftovers(before)
+        self._snapshot = self._load(before, self._snapshot)
+        return before
+
+    def _committed(self, written: Manifest, before: Manifest) -> None:
+        """Move to ``written``, just committed over ``before``; drop ``before``'s deleted list."""
+        self._proven = written
+        self._snapshot = self._load(written, self._snapshot)
+        old = before.deleted
+        if old is not None and (written.deleted is None or written.deleted != old):
+            _remove_replaced(self.path / deleted_file(old.generation))
 
     def acquire_writer(self) -> None:
         """Take the writer lock now rather than at the first append (held until :meth:`close`).
@@ -436,8 +585,9 @@ class CorpusStore:
             read_centre(self.path, manifest)
         if manifest.chunks:
             _require_chunk_dir(self.path / CHUNK_DIR)
-        for i, chunk in enumerate(manifest.chunks):
-            for name, width, expected in manifest.chunk_files(i):
+        read_deleted(self.path, manifest)
+        for chunk in manifest.chunks:
+            for name, width, expected in manifest.chunk_files(chunk):
                 file, size = self.path / name, chunk.rows * width
                 fd = open_committed(file, size, chunk.rows)
                 try:
@@ -460,6 +610,7 @@ class CorpusStore:
         backend: str = _engine.DEFAULT_BACKEND,
         threads: int | None = None,
         prefetch: bool = True,
+        filter: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Nearest rows of each query: a scan of the bits for candidates, then their rescoring.
 
@@ -481,10 +632,14 @@ class CorpusStore:
             threads: threads for the scan; default all cores.
             prefetch: announce the candidates' int8 pages to the OS before reading them
                 (fewer page-fault round trips when the codes are not in memory).
+            filter: only these rows may be returned: ids (an integer array) or a boolean mask
+                of length :attr:`next_id`. Applied inside the scan: the answer is, ids and
+                scores, the one a store of the allowed rows alone gives. Ids deleted are skipped.
 
         Returns:
-            ``scores (q, k') float32`` descending and ``ids (q, k') int64``, ``k' = min(k, len(self))``;
-            equal scores are ordered by ascending id. The answer does not depend on the chunk size.
+            ``scores (q, k') float32`` descending and ``ids (q, k') int64``, ``k'`` = ``k`` or the
+            rows that may be returned, if fewer (deleted rows never are); equal scores are
+            ordered by ascending id. The answer does not depend on the chunk size.
 
         Raises :class:`~fastquant.store.StoreCorruptedError` if a chunk file was replaced or cut
         short since it was opened.
@@ -496,9 +651,10 @@ class CorpusStore:
         rescore = validation.choice("rescore", rescore, _engine.RESCORE_MODES)
         multiplier = validation.positive_int("rescore_multiplier", rescore_multiplier)
         backend = _scan_backend(scan, backend)
-        snapshot.require_intact()
-        return _engine.search(
-            snapshot.corpus,
+        corpus = _filtered(snapshot, filter)
+        snapshot.require_intact(self.path)
+        scores, positions = _engine.search(
+            corpus,
             queries,
             k,
             scan=scan,
@@ -508,23 +664,40 @@ class CorpusStore:
             threads=validation.thread_count(threads),
             prefetch=bool(prefetch),
         )
+        return scores, corpus.to_ids(positions)
 
     def exact_search(
-        self, query_f32: Any, k: int = _engine.DEFAULT_K, *, threads: int | None = None
+        self,
+        query_f32: Any,
+        k: int = _engine.DEFAULT_K,
+        *,
+        threads: int | None = None,
+        filter: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exhaustive int8 search: every row's dequantized dot product with each query, no binary filter.
 
-        Reads every int8 code, 8x the bytes of the binary scan; returns (and raises) as :meth:`search`.
+        Reads every int8 code, 8x the bytes of the binary scan; takes ``filter`` and returns
+        (and raises) as :meth:`search`.
         """
         snapshot = self._snapshot
-        corpus = snapshot.corpus
         queries = _queries(snapshot, query_f32)
         k = validation.positive_int("k", k)
         threads = validation.thread_count(threads)
-        if corpus.rows == 0:
+        corpus = _filtered(snapshot, filter)
+        if corpus.searchable_rows == 0:
             return _engine.no_results(queries.shape[0])
-        snapshot.require_intact()
-        return _engine.exact_int8(corpus, queries, k, threads)
+        snapshot.require_intact(self.path)
+        scores, positions = _engine.exact_int8(corpus, queries, k, threads)
+        return scores, corpus.to_ids(positions)
+
+
+def _filtered(snapshot: Snapshot, filter: Any | None) -> _engine.ChunkedCorpus:
+    """The snapshot's corpus with only the rows of ``filter`` (ids or mask) searchable."""
+    if filter is None:
+        return snapshot.corpus
+    ids = validation.as_row_ids("filter", filter, snapshot.manifest.next_id)
+    positions = snapshot.corpus.to_positions(ids)
+    return snapshot.corpus.restricted(positions[positions >= 0])
 
 
 def _queries(snapshot: Snapshot, query_f32: Any) -> np.ndarray:
@@ -582,6 +755,50 @@ def _centre_for(path: Path, manifest: Manifest, previous: Snapshot | None) -> np
     return read_centre(path, manifest)
 
 
+def _remove_replaced(file: Path) -> None:
+    """Remove ``file``, which a newer committed state no longer lists; a failure leaves it to
+    the next writer (``leftovers.py``)."""
+    try:
+        remove_leftover(file)
+    except (OSError, StoreError):
+        pass
+
+
+def _checked_ids(file: Path, ids: np.ndarray, chunk: ChunkRecord) -> np.ndarray:
+    """A compacted chunk's ids, which must start at its ``first_id`` and ascend."""
+    if ids[0] != chunk.first_id or (ids.size > 1 and np.any(ids[1:] <= ids[:-1])):
+        raise StoreCorruptedError(
+            f"{file} does not hold ascending ids from {chunk.first_id}: it was changed"
+        )
+    return ids
+
+
+def _require_ids_in_order(path: Path, manifest: Manifest, ids: list) -> None:
+    """Every chunk's ids lie below the next chunk's first id (and below ``next_id``)."""
+    for i, chunk in enumerate(manifest.chunks):
+        last = chunk.first_id + chunk.rows - 1 if ids[i] is None else int(ids[i][-1])
+        limit = (
+            manifest.chunks[i + 1].first_id if i + 1 < len(manifest.chunks) else manifest.next_id
+        )
+        if last >= limit:
+            raise StoreCorruptedError(
+                f"{path / CHUNK_DIR}: chunk {i}'s ids run to {last}, past {limit - 1}"
+            )
+
+
+def _replaced_by_newer_state(path: Path, manifest: Manifest, missing: list[CommittedFile]) -> bool:
+    """Whether files ``missing`` from ``manifest``'s state were removed by a newer commit that no
+    longer lists them (compaction), rather than lost."""
+    try:
+        now = read_manifest(path)
+    except (StoreError, OSError):
+        return False
+    if now == manifest:
+        return False
+    listed = {path / name for chunk in now.chunks for name, _, _ in now.chunk_files(chunk)}
+    return not any(file.path in listed for file in missing)
+
+
 def _require_chunk_dir(path: Path) -> None:
     try:
         require_directory(path)
@@ -627,12 +844,22 @@ def _append_rows(
     chunk_rows = manifest.chunk_rows
     done, created = 0, False
     while done < batch.shape[0]:
-        if not chunks or chunks[-1].rows == chunk_rows:
-            chunks.append(ChunkRecord(0, 0, 0, 0 if manifest.centred else None))
+        if not chunks or not _takes_rows(chunks[-1], chunk_rows, manifest.next_id + done):
+            file_id = chunks[-1].file_id + 1 if chunks else 0
+            chunks.append(
+                ChunkRecord(
+                    0,
+                    0,
+                    0,
+                    0 if manifest.centred else None,
+                    file_id=file_id,
+                    first_id=manifest.next_id + done,
+                )  # fmt: skip
+            )
             created = True
-        index, chunk = len(chunks) - 1, chunks[-1]
+        chunk = chunks[-1]
         take = min(batch.shape[0] - done, chunk_rows - chunk.rows)
-        files = manifest.chunk_files(index)
+        files = manifest.chunk_files(chunk)
         crcs = [chunk.bits_crc32, chunk.codes_crc32, chunk.factors_crc32][: len(files)]
         names = [name for name, _, _ in files]
         fds: list[int] = []
@@ -657,11 +884,20 @@ def _append_rows(
         finally:
             for fd in fds:
                 os.close(fd)
-        chunks[-1] = ChunkRecord(chunk.rows + take, *crcs)
+        chunks[-1] = replace(chunk, rows=chunk.rows + take, **dict(zip(_CRC_FIELDS, crcs)))
         done += take
     if created:
         fsync_directory(path / CHUNK_DIR)
     return tuple(chunks)
+
+
+#: The CRC fields of a chunk record, in the order of ``Manifest.chunk_files``.
+_CRC_FIELDS = ("bits_crc32", "codes_crc32", "factors_crc32")
+
+
+def _takes_rows(chunk: ChunkRecord, chunk_rows: int, next_id: int) -> bool:
+    """Whether the next append's rows (ids from ``next_id``) go into ``chunk``, the last one."""
+    return chunk.appendable and chunk.rows < chunk_rows and chunk.first_id + chunk.rows == next_id
 
 
 def _row_files(

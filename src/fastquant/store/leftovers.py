@@ -1,9 +1,10 @@
 """What a writer may cut: bytes and files an interrupted append left, proven never committed.
 
-Before an append (and after a failed one) the writer removes what an interrupted append left:
-bytes past the committed end of the last chunk, chunk files past the last listed chunk, and the
-temp files of ``manifest.json``, ``calibration.npy`` and ``centre.npy``. It cuts nothing it has not proven to be
-such a leftover:
+Before a write (and after a failed one) the writer removes what an interrupted write left: bytes
+past the committed end of the last chunk, chunk files and lists of deleted ids the manifest does
+not list (an interrupted append's new chunks, an interrupted compaction's new generation, or the
+files a finished one replaced), and the temp files of ``manifest.json``, ``calibration.npy`` and
+``centre.npy``. It cuts nothing it has not proven to be such a leftover:
 
 1. the manifest proves itself: format 2 carries its checksum, checked by ``read_manifest``;
 2. a chunk file with bytes past its committed end (only the last chunk is ever written) holds
@@ -28,7 +29,14 @@ from pathlib import Path
 
 from .errors import StoreCorruptedError
 from .files import open_committed
-from .manifest import CALIBRATION_NAME, CENTRE_NAME, CHUNK_DIR, MANIFEST_NAME, Manifest
+from .manifest import (
+    CALIBRATION_NAME,
+    CENTRE_NAME,
+    CHUNK_DIR,
+    MANIFEST_NAME,
+    Manifest,
+    deleted_file,
+)
 from .safe_files import (
     cut_leftovers,
     describe_kind,
@@ -39,7 +47,7 @@ from .safe_files import (
     require_single_link,
 )
 
-_CHUNK_NAME = re.compile(r"^(\d{6,})\.(bits|codes|factors)$")
+_CHUNK_NAME = re.compile(r"^(\d{6,}(\.g\d+)?\.(bits|codes|factors|ids)|deleted-\d{6,}\.ids)$")
 _TEMP_NAME = re.compile(
     rf"^\.({'|'.join(map(re.escape, (MANIFEST_NAME, CALIBRATION_NAME, CENTRE_NAME)))})\.tmp-\d+$"
 )
@@ -88,11 +96,11 @@ def _open_last_chunk(
     A file with bytes past its committed end has its committed bytes proven (CRC-32) before
     anything is cut; one that the next append extends, or cuts, must have no other links.
     """
-    index, chunk = len(manifest.chunks) - 1, manifest.chunks[-1]
-    extended = chunk.rows < manifest.chunk_rows
+    chunk = manifest.chunks[-1]
+    extended = chunk.appendable and chunk.rows < manifest.chunk_rows
     opened: list[tuple[int, Path, int]] = []
     try:
-        for name, width, crc in manifest.chunk_files(index):
+        for name, width, crc in manifest.chunk_files(chunk):
             file, committed = path / name, chunk.rows * width
             fd = open_committed(file, committed, chunk.rows, os.O_RDWR)
             opened.append((fd, file, committed))
@@ -111,7 +119,9 @@ def _open_last_chunk(
 def _unlisted_chunk_files(chunk_dir: Path, manifest: Manifest) -> list[Path]:
     """Files of ``chunk_dir`` past the listed chunks, all proven leftovers; else StoreCorruptedError."""
     count = len(manifest.chunks)
-    listed = {Path(name).name for i in range(count) for name, _, _ in manifest.chunk_files(i)}
+    listed = {Path(name).name for c in manifest.chunks for name, _, _ in manifest.chunk_files(c)}
+    if manifest.deleted is not None:
+        listed.add(Path(deleted_file(manifest.deleted.generation)).name)
     unlisted = []
     for entry in os.scandir(chunk_dir):
         if entry.name in listed:
