@@ -27,7 +27,7 @@ from fastquant.text_store import TextStore, verify_store
 from fastquant.texts import TextIndex
 from store_fuzz import reseal, snapshot
 from test_embed import HashEncoder, write_parquet
-from test_store_hardening import _within, full_disk_for
+from test_store_hardening import _as_format_1, _within, full_disk_for
 
 TIMEOUT_S = 20
 OPTIONS = {"batch_size": 10, "calibration_rows": 10, "commit_seconds": 0, "progress": False}
@@ -240,21 +240,21 @@ def test_a_damaged_first_records_file_names_the_file_on_resume(tmp_path):
 
 
 def _lower_the_manifest(store: Path, by: int, *, format_1: bool) -> None:
-    """Lower the last chunk's rows by ``by`` with CRCs to match: a manifest that passes every check."""
+    """Lower the last chunk's rows by ``by`` with CRCs to match: a manifest that passes every
+    check (``format_1``: a store of sign bits, first rewritten as fastquant 0.1 wrote it)."""
+    if format_1:
+        _as_format_1(store)
     body = json.loads((store / "manifest.json").read_text())
     chunk = body["chunks"][-1]
     rows = chunk["rows"]
     chunk["rows"] -= by
     body["rows"] -= by
+    if "next_id" in body:  # format 3 on: the ids end with the rows, as before the lost append
+        body["next_id"] -= by
     for key in [key for key in chunk if key.endswith("_crc32")]:  # every file of the chunk
         data = (store / chunk[key.removesuffix("_crc32")]).read_bytes()
         chunk[key] = zlib.crc32(data[: chunk["rows"] * (len(data) // rows)])
-    if format_1:  # fastquant 0.1 (format 1) stored sign bits only
-        assert body.pop("bits", "sign") == "sign" and body.pop("centre_crc32", None) is None
-        body = {k: v for k, v in body.items() if k != "json_crc32"} | {"format_version": 1}
-    else:
-        body = reseal(body)
-    (store / "manifest.json").write_text(json.dumps(body, indent=1))
+    (store / "manifest.json").write_text(json.dumps(body if format_1 else reseal(body), indent=1))
 
 
 @pytest.mark.parametrize("format_1", [True, False], ids=["format-1", "resealed"])
