@@ -384,7 +384,8 @@ def _edit_json(body: dict, rng, resealed: bool) -> str:
     if edit == "last rows lowered":
         body["chunks"][-1]["rows"] -= 1
         body["rows"] -= 1
-        return "the last chunk's rows and the total lowered by one"
+        body["next_id"] -= 1  # the ids end with the rows, as before a lost append
+        return "the last chunk's rows, the total and next_id lowered by one"
     if edit == "chunks swapped":
         body["chunks"][0], body["chunks"][1] = body["chunks"][1], body["chunks"][0]
         return "two chunk records swapped"
@@ -408,8 +409,8 @@ def _edit_json(body: dict, rng, resealed: bool) -> str:
         chunk["codes_crc32"] ^= 1
         return "a chunk's codes_crc32 changed"
     del body["chunks"][-1]
-    body["rows"] = len(body["chunks"]) * CHUNK_ROWS
-    return "the last chunk dropped, rows to match"
+    body["rows"] = body["next_id"] = len(body["chunks"]) * CHUNK_ROWS
+    return "the last chunk dropped, rows and next_id to match"
 
 
 def _damage_manifest(file: Path, kind: str, rng) -> str:

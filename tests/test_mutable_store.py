@@ -343,3 +343,19 @@ def _allowed(corpus, c: int) -> np.ndarray:
     if bitmap is None:
         return np.ones(n, dtype=bool)
     return np.unpackbits(bitmap, count=n, bitorder="little").view(bool)
+
+
+def test_a_manifest_whose_next_id_skips_past_the_last_chunk_is_refused(tmp_path):
+    import json
+
+    from fastquant.store.checked_json import seal
+
+    store = _store(tmp_path / "store", _rows(0, 40, 16), 1000)
+    store.close()
+    file = store.path / "manifest.json"
+    body = json.loads(file.read_text())
+    del body["json_crc32"]
+    body["next_id"] = 45  # appends would start a new chunk after a partial one
+    file.write_bytes(seal(body))
+    with pytest.raises(StoreCorruptedError, match="next_id 45 does not follow"):
+        CorpusStore.open(store.path)

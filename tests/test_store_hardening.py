@@ -190,6 +190,7 @@ def test_an_append_refuses_a_manifest_with_fewer_rows_than_its_last_chunk_holds(
     body = _manifest(store.path)
     body["chunks"][-1]["rows"] -= 1
     body["rows"] -= 1
+    body["next_id"] -= 1
     _write_manifest(store.path, body)  # a manifest that proves itself, lying about the rows
     before = _without_lock(snapshot(tmp_path))
     reopened = CorpusStore.open(store.path)

@@ -30,7 +30,7 @@ from .bitplanes import (
     plane_block_4,
 )
 from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
-from .hamming import _bytes_at
+from .hamming import _bytes_at, chunk_bitmap, share_of_blocks
 from .popcount import QUERIES_PER_SCAN
 from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps
 
@@ -178,11 +178,7 @@ def _scan_chunks(
 ):
     """Scan share ``part`` of ``parts`` of all chunks' blocks, in order, into one set of heaps."""
     has_factors = factor_addresses.shape[0] > 0
-    total_blocks = 0
-    for c in range(addresses.shape[0]):
-        total_blocks += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-    own_lo = total_blocks * part // parts
-    own_hi = total_blocks * (part + 1) // parts
+    own_lo, own_hi = share_of_blocks(rows, part, parts)
     first_block, id_offset = 0, 0
     for c in range(addresses.shape[0]):
         n = rows[c]
@@ -195,11 +191,7 @@ def _scan_chunks(
                 _bytes_at(factor_addresses[c] if has_factors else addresses[c]),
                 4 * n if has_factors else 0,
             ).view(np.uint16)
-            filtered = allow_addresses[c] != 0
-            allowed = carray(
-                _bytes_at(allow_addresses[c] if filtered else addresses[c]),
-                (n + 7) // 8 if filtered else 0,
-            )
+            allowed, filtered = chunk_bitmap(allow_addresses, c, n, addresses[c])
             scan_range(
                 corpus_flat,
                 factors,

@@ -142,6 +142,27 @@ def _bytes_at(typingctx, address):
 
 
 @njit(**KERNEL)
+def share_of_blocks(rows, part, parts):
+    """``(lo, hi)``: share ``part`` of ``parts`` of the blocks of chunks of ``rows`` rows, all
+    numbered one after the other."""
+    total_blocks = 0
+    for c in range(rows.shape[0]):
+        total_blocks += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+    return total_blocks * part // parts, total_blocks * (part + 1) // parts
+
+
+@njit(**KERNEL)
+def chunk_bitmap(allow_addresses, c, n, any_address):
+    """Chunk ``c``'s bitmap of allowed rows (``n`` rows) and whether it has one; without one, an
+    empty array at ``any_address``."""
+    filtered = allow_addresses[c] != 0
+    bitmap = carray(
+        _bytes_at(allow_addresses[c] if filtered else any_address), (n + 7) // 8 if filtered else 0
+    )
+    return bitmap, filtered
+
+
+@njit(**KERNEL)
 def _scan_chunks(
     addresses,
     rows,
@@ -159,11 +180,7 @@ def _scan_chunks(
     The blocks of every chunk, one after the other, are cut into ``parts`` equal runs, so threads
     stay balanced however small the chunks are, and each sees its rows in ascending id.
     """
-    total_blocks = 0
-    for c in range(addresses.shape[0]):
-        total_blocks += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-    own_lo = total_blocks * part // parts
-    own_hi = total_blocks * (part + 1) // parts
+    own_lo, own_hi = share_of_blocks(rows, part, parts)
     first_block, id_offset = 0, 0
     for c in range(addresses.shape[0]):
         n = rows[c]
@@ -172,11 +189,7 @@ def _scan_chunks(
         block_hi = min(own_hi, first_block + blocks) - first_block
         if block_hi > block_lo:
             corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
-            filtered = allow_addresses[c] != 0
-            allowed = carray(
-                _bytes_at(allow_addresses[c] if filtered else addresses[c]),
-                (n + 7) // 8 if filtered else 0,
-            )
+            allowed, filtered = chunk_bitmap(allow_addresses, c, n, addresses[c])
             row_lo = block_lo * SCAN_BLOCK_ROWS
             row_hi = min(n, block_hi * SCAN_BLOCK_ROWS)
             scan_range(

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .._engine import ChunkedCorpus
-from .errors import StoreError
-from .files import write_at
+from .files import create_new, write_at
 from .manifest import CHUNK_DIR, ChunkRecord, Manifest, chunk_file, deleted_file
-from .safe_files import SAFE_OPEN_FLAGS, fsync_directory
+from .safe_files import fsync_directory
 
 #: Rows copied at a time, bounding compaction's memory (1024-d: 64 MiB of codes).
 COPY_ROWS = 1 << 16
@@ -102,7 +101,7 @@ def _write_chunk(
     crcs = {}
     for kind, rows in sources:
         file = path / chunk_file(chunk.file_id, generation, kind)
-        fd = _create(file)
+        fd = create_new(file, "compaction")
         try:
             crc = 0
             for lo in range(0, keep.size, COPY_ROWS):
@@ -125,15 +124,6 @@ def _write_chunk(
         first_id=int(ids[keep[0]]),
         ids_crc32=crcs["ids"],
     )
-
-
-def _create(file: Path) -> int:
-    try:
-        return os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | SAFE_OPEN_FLAGS, 0o644)
-    except FileExistsError:
-        raise StoreError(
-            f"{file} appeared during compaction: no other process may write to the store"
-        ) from None
 
 
 def _bar(progress: bool, rows: int):

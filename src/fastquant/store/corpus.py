@@ -43,7 +43,7 @@ from .calibration_file import read_calibration, read_centre, write_calibration, 
 from .compaction import CompactionReport, store_bytes, write_compacted
 from .deletions import read_deleted, write_deleted
 from .errors import StoreCorruptedError, StoreError, StoreWriteError
-from .files import map_rows, open_committed, write_at
+from .files import create_new, map_rows, open_committed, write_at
 from .leftovers import discard_leftovers
 from .lock import WriterLock
 from .manifest import (
@@ -57,7 +57,6 @@ from .manifest import (
     write_manifest,
 )
 from .safe_files import (
-    SAFE_OPEN_FLAGS,
     CommittedFile,
     fsync_directory,
     remove_leftover,
@@ -914,12 +913,7 @@ def _row_files(
 def _open_for_append(file: Path, rows: int, width: int) -> int:
     """``file`` opened to write rows after its ``rows`` committed ones (``width`` bytes each)."""
     if rows == 0:
-        try:
-            return os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | SAFE_OPEN_FLAGS, 0o644)
-        except FileExistsError:
-            raise StoreCorruptedError(
-                f"{file} appeared during an append: no other process may write to the store"
-            ) from None
+        return create_new(file, "an append")
     fd = open_committed(file, rows * width, rows, os.O_WRONLY)
     try:
         require_single_link(fd, file)

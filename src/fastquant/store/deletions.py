@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StoreCorruptedError
-from .files import write_at
+from .files import create_new, write_at
 from .manifest import ID_BYTES, DeletedRecord, Manifest, deleted_file
-from .safe_files import SAFE_OPEN_FLAGS, read_regular
+from .safe_files import read_regular
 
 
 def read_deleted(path: Path, manifest: Manifest) -> np.ndarray:
@@ -49,7 +49,7 @@ def write_deleted(path: Path, generation: int, ids: np.ndarray) -> DeletedRecord
     flushed; returns its record for the manifest."""
     data = np.ascontiguousarray(ids, dtype="<i8")
     file = path / deleted_file(generation)
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | SAFE_OPEN_FLAGS, 0o644)
+    fd = create_new(file, "a delete")
     try:
         write_at(fd, 0, data)
         os.fsync(fd)

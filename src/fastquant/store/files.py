@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StoreCorruptedError
-from .safe_files import CommittedFile, open_regular
+from .safe_files import SAFE_OPEN_FLAGS, CommittedFile, open_regular
 
 
 def map_rows(
@@ -57,6 +57,17 @@ def open_committed(file: Path, needed: int, rows: int, flags: int = os.O_RDONLY)
             f"{file} is truncated: {size} bytes, but its {rows} committed rows need {needed}"
         )
     return fd
+
+
+def create_new(file: Path, during: str) -> int:
+    """``file``, created for writing; it must not exist (``during``: "an append"), as the writer
+    removed every unlisted file before it started."""
+    try:
+        return os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | SAFE_OPEN_FLAGS, 0o644)
+    except FileExistsError:
+        raise StoreCorruptedError(
+            f"{file} appeared during {during}: no other process may write to the store"
+        ) from None
 
 
 def write_at(fd: int, offset: int, data: np.ndarray) -> None:

@@ -416,6 +416,16 @@ def _check_consistent(manifest: Manifest, body: dict) -> None:
         previous = chunk
     if previous is not None and manifest.next_id < previous.first_id + previous.rows:
         raise ValueError(f"next_id {manifest.next_id} is below the last chunk's ids")
+    if (
+        previous is not None
+        and previous.appendable
+        and previous.rows < manifest.chunk_rows
+        and manifest.next_id != previous.first_id + previous.rows
+    ):
+        raise ValueError(
+            f"next_id {manifest.next_id} does not follow the last chunk's ids (to "
+            f"{previous.first_id + previous.rows - 1}), which appends still fill"
+        )
     if manifest.deleted is not None and manifest.deleted.rows > manifest.rows:
         raise ValueError(f"it lists {manifest.deleted.rows} deleted rows of {manifest.rows}")
     if manifest.chunks and manifest.calibration_crc32 is None:
