@@ -269,3 +269,15 @@ def test_a_file_in_place_of_a_store_is_named(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     assert main(["info", str(tmp_path / "afile")]) == 1
     assert "afile is a file, not a fastquant store directory" in capsys.readouterr().err
+
+
+def test_queries_embedded_by_another_encoder_are_refused(tmp_path, medicines_csv, capsys):
+    store = tmp_path / "store"
+    assert main(index_args(medicines_csv, store, "--template", MEDICINE_TEMPLATE)) == 0
+
+    class SameShapeOtherModel:
+        name, dim, batch_size = "another-model", 256, 32
+
+    with pytest.raises(ValueError, match="indexed with 'wordllama': queries embedded by 'anoth"):
+        TextIndex.open(store, encoder=SameShapeOtherModel())
+    assert main(["search", str(store), "fever", "--model", "wordllama", "-k", "1"]) == 0

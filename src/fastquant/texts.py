@@ -58,6 +58,12 @@ class TextIndex:
                 f"model {encoder.name!r} makes {encoder.dim}-d vectors, but {store.path} holds "
                 f"{store.dim}-d ones ({self.description.made_from})"
             )
+        stored = self.description.model
+        if encoder is not None and stored is not None and encoder.name != stored:
+            raise ValueError(
+                f"{store.path} was indexed with {stored!r}: queries embedded by {encoder.name!r} "
+                "would not compare with its rows; search without --model (or index with it)"
+            )
 
     @classmethod
     def open(
