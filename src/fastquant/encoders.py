@@ -197,7 +197,7 @@ def minilm_onnx(
     """all-MiniLM-L6-v2 on ONNX Runtime at ``quantization`` (``"int8"`` or ``"fp32"``).
 
     The export is cached in ``cache_dir`` (default ``cache_root() / "onnx"``, beside the demo
-    store); ``threads`` are onnxruntime's (default one per core).
+    store); ``threads`` texts run at once, one onnxruntime thread each (default one per core).
     """
     name = f"{_ONNX_PREFIX}-{quantization}"
     try:
