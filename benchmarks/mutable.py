@@ -47,6 +47,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # faiss timed beside Numba: lib/record.py
@@ -221,9 +222,9 @@ def usearch_filter() -> dict:
     """What the installed usearch's ``Index.search`` takes: whether it can filter from Python."""
     from usearch.index import Index
 
-    signature = str(inspect.signature(Index.search))
-    can = any(word in signature for word in ("filter", "predicate"))
-    return {"search_signature": signature, "filters": can}
+    names = [name for name in inspect.signature(Index.search).parameters if name != "self"]
+    can = any(word in name for name in names for word in ("filter", "predicate"))
+    return {"version": version("usearch"), "search_parameters": names, "filters": can}
 
 
 # -- parts 1 to 3: searches ------------------------------------------------------------------
