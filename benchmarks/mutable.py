@@ -77,7 +77,9 @@ BATCHES = (1, 16)
 CALLS = {1: 8, 16: 2}
 DELETED_FRACTION = 0.1
 SELECTIVITIES = (0.001, 0.01, 0.1, 0.5)
-CROSSOVER_SELECTIVITIES = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+CROSSOVER_SELECTIVITIES = (
+    0.0001, 0.0003, 0.001, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2,
+)  # fmt: skip
 #: Ids per delete call, and calls per round.
 DELETE_CALLS = {1: 8, 1000: 4, 100_000: 1}
 
@@ -97,6 +99,13 @@ def copy_store(source: Path, target: Path) -> Path:
 def random_ids(rng: np.random.Generator, rows: int, fraction: float) -> np.ndarray:
     """``(max(1, fraction * rows),) int64`` distinct ids in ``[0, rows)``, ascending."""
     return np.sort(rng.choice(rows, size=max(1, round(fraction * rows)), replace=False))
+
+
+def as_mask(ids: np.ndarray, rows: int) -> np.ndarray:
+    """``(rows,) bool``: true at ``ids``."""
+    mask = np.zeros(rows, dtype=bool)
+    mask[ids] = True
+    return mask
 
 
 @contextmanager
@@ -162,8 +171,7 @@ def check_exactness(work: Path, rows: int, selectivities: list[float]) -> dict:
         allowed = random_ids(rng, rows, fraction)
         fresh = fresh_store(work / f"allowed-{i}.fq", store, floats[allowed])
         check_answers(store, fresh, allowed, f"filter of {fraction:.2%}", filter=allowed)
-        mask = np.zeros(rows, dtype=bool)
-        mask[allowed] = True
+        mask = as_mask(allowed, rows)
         check_answers(store, fresh, allowed, f"mask of {fraction:.2%}", filter=mask)
     deleted = CorpusStore.open(copy_store(store.path, work / "deleted.fq"))
     dead = random_ids(rng, rows, DELETED_FRACTION)
@@ -338,8 +346,7 @@ def filter_preparation(store: CorpusStore, rounds: int) -> list[dict]:
     cases = []
     for fraction in SELECTIVITIES:
         ids = random_ids(rng, rows, fraction)
-        mask = np.zeros(rows, dtype=bool)
-        mask[ids] = True
+        mask = as_mask(ids, rows)
         medians = alternate(
             {
                 "ids": lambda ids=ids: _filtered(store.snapshot, ids),
@@ -402,7 +409,7 @@ def crossing(points: list[dict]) -> float | None:
 
 def delete_rate(store: CorpusStore, rounds: int) -> list[dict]:
     """Part 4: seconds per committed delete of ``size`` ids, for the sizes of ``DELETE_CALLS``
-    (at most 2% of the rows per call, for small stores), ids never deleted before."""
+    (at most 10% of the rows per call, for small stores), ids never deleted before."""
     order = np.random.default_rng(4).permutation(store.next_id)
     taken = [0]
 
@@ -416,7 +423,7 @@ def delete_rate(store: CorpusStore, rounds: int) -> list[dict]:
 
         return run
 
-    sizes = {nominal: min(nominal, store.next_id // 50) for nominal in DELETE_CALLS}
+    sizes = {nominal: min(nominal, store.next_id // 10) for nominal in DELETE_CALLS}
     medians = alternate(
         {str(n): deletes(sizes[n], calls) for n, calls in DELETE_CALLS.items()}, rounds
     )
@@ -514,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         deleted.delete(dead)
         deletes = deleted_vs_none(pristine, deleted, 2 * rounds + 1)
         deleted.close()
-        crossovers = crossover(pristine, max(1, rounds // 2 + 1))
+        crossovers = crossover(pristine, max(1, rounds - 2))
         preparation = filter_preparation(pristine, rounds)
         filters = filtered(
             pristine, max(1, rounds // 2), checks["faiss"]["binary_filters"], args.quick
