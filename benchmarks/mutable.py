@@ -23,9 +23,10 @@ are medians and their ratios.
 3. Where the gathered scan pays: filtered search with ``GATHER_FRACTION`` forced to 0 (always the
    scan with the allow bitmap) and to 1 (always score the allowed rows alone), selectivities
    0.01% to 20%, batches 1 and 16; the crossover is where the two cost the same.
-4. Deletes per second, in calls of 1, 1,000 and 100,000 ids (each call one committed delete;
-   later calls find more deleted ids already listed); compaction of the store with 10% deleted,
-   in MB/s of the store's bytes before, against a plain copy of those files with ``fsync``.
+4. Deletes per second: calls of 1 and 1,000 ids into the store with 10% deleted, and the
+   deletes of those 10% (100,000 ids, one call) into a store with none; each call is one
+   committed delete. Compaction of the store with 10% deleted, in MB/s of the store's bytes
+   before, against a plain copy of those files with ``fsync``.
 
 Checks, on a 50,000-row store in the same run (5,000 with ``--quick``): at every selectivity,
 with the gathered scan forced on, forced off and by default, ``search`` (a batch and a single
@@ -80,8 +81,9 @@ SELECTIVITIES = (0.001, 0.01, 0.1, 0.5)
 CROSSOVER_SELECTIVITIES = (
     0.0001, 0.0003, 0.001, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2,
 )  # fmt: skip
-#: Ids per delete call, and calls per round.
-DELETE_CALLS = {1: 8, 1000: 4, 100_000: 1}
+#: Ids per delete call, and calls per round, into the store with ``DELETED_FRACTION`` deleted
+#: (part 4; the deletes of that fraction into a store with none are timed before compactions).
+DELETE_CALLS = {1: 8, 1000: 4}
 
 
 def query_batches(rows: int, batch: int) -> np.ndarray:
@@ -408,9 +410,11 @@ def crossing(points: list[dict]) -> float | None:
 
 
 def delete_rate(store: CorpusStore, rounds: int) -> list[dict]:
-    """Part 4: seconds per committed delete of ``size`` ids, for the sizes of ``DELETE_CALLS``
-    (at most 10% of the rows per call, for small stores), ids never deleted before."""
-    order = np.random.default_rng(4).permutation(store.next_id)
+    """Part 4: seconds per committed delete of ``size`` live ids, for the sizes of
+    ``DELETE_CALLS``, into ``store``, which already lists deleted ids."""
+    listed = store.deleted_rows
+    live = np.setdiff1d(np.arange(store.next_id), store.snapshot.deleted)
+    order = np.random.default_rng(4).permutation(live)
     taken = [0]
 
     def deletes(size: int, calls: int) -> Callable[[], None]:
@@ -423,22 +427,20 @@ def delete_rate(store: CorpusStore, rounds: int) -> list[dict]:
 
         return run
 
-    sizes = {nominal: min(nominal, store.next_id // 10) for nominal in DELETE_CALLS}
-    medians = alternate(
-        {str(n): deletes(sizes[n], calls) for n, calls in DELETE_CALLS.items()}, rounds
-    )
+    medians = alternate({str(size): deletes(size, n) for size, n in DELETE_CALLS.items()}, rounds)
     if store.delete(store.snapshot.deleted[:8]) != 0:
         raise AssertionError("deleting deleted ids again deleted something")
-    if len(store) != store.next_id - store.deleted_rows or store.deleted_rows != taken[0]:
+    if store.deleted_rows != listed + taken[0] or len(store) != store.next_id - store.deleted_rows:
         raise AssertionError("len() and deleted_rows do not count the rows deleted")
     return [
         {
-            "ids_per_call": sizes[n],
+            "ids_per_call": size,
             "calls_per_round": calls,
-            "ms_per_call": 1e3 * medians[str(n)] / calls,
-            "ids_per_second": sizes[n] * calls / medians[str(n)],
+            "listed_before": [listed, store.deleted_rows],
+            "ms_per_call": 1e3 * medians[str(size)] / calls,
+            "ids_per_second": size * calls / medians[str(size)],
         }
-        for n, calls in DELETE_CALLS.items()
+        for size, calls in DELETE_CALLS.items()
     ]
 
 
@@ -458,17 +460,21 @@ def fsynced_copy(source: Path, target: Path) -> None:
 def compaction(source: Path, work: Path, dead: np.ndarray, rows: int, rounds: int) -> dict:
     """Part 4: compaction of ``source`` with ``dead`` deleted, against a copy of its files.
 
-    Each round and engine starts from a fresh copy; only the compaction (or the copy) is
-    timed. The first compacted store's answers are checked against its answers before.
+    Each round and engine starts from a fresh copy, into which ``dead`` are deleted (timed too:
+    one delete into a store with none); then the compaction (or the copy) is timed. The first
+    compacted store's answers are checked against its answers before.
     """
     queries, _ = noisy_queries(SEED, rows, DIM, 16, query_seed=5)
     seconds: dict[str, list[float]] = {"compact": [], "copy": []}
+    deletes = []
     reports = []
     order = np.random.default_rng(5)
     for r in range(rounds):
         for engine in order.permutation(list(seconds)):
             store = CorpusStore.open(copy_store(source, work / f"compact-{r}.fq"))
+            start = time.perf_counter()
             store.delete(dead)
+            deletes.append(time.perf_counter() - start)
             before = store.search(queries, K, threads=THREADS)
             start = time.perf_counter()
             if engine == "compact":
@@ -495,6 +501,13 @@ def compaction(source: Path, work: Path, dead: np.ndarray, rows: int, rounds: in
         "median_seconds": medians,
         "mb_per_second": {name: mb / s for name, s in medians.items()},
         "speed_compact_over_copy": medians["copy"] / medians["compact"],
+        "delete": {
+            "ids_per_call": int(dead.size),
+            "calls_per_round": 1,
+            "listed_before": [0, 0],
+            "ms_per_call": 1e3 * float(np.median(deletes)),
+            "ids_per_second": dead.size / float(np.median(deletes)),
+        },
     }
 
 
@@ -519,16 +532,14 @@ def main(argv: list[str] | None = None) -> int:
         deleted = CorpusStore.open(copy_store(source, work / "deleted.fq"))
         dead = random_ids(np.random.default_rng(6), rows, DELETED_FRACTION)
         deleted.delete(dead)
-        deletes = deleted_vs_none(pristine, deleted, 2 * rounds + 1)
-        deleted.close()
+        deletes = deleted_vs_none(pristine, deleted, 4 * rounds + 1)
         crossovers = crossover(pristine, max(1, rounds - 2))
         preparation = filter_preparation(pristine, rounds)
         filters = filtered(
             pristine, max(1, rounds // 2), checks["faiss"]["binary_filters"], args.quick
         )
-        scratch = CorpusStore.open(copy_store(source, work / "deletes.fq"))
-        rates = delete_rate(scratch, max(1, rounds // 2))
-        scratch.close()
+        rates = delete_rate(deleted, max(1, rounds // 2))
+        deleted.close()
         compacted = compaction(source, work, dead, rows, 1 if args.quick else 3)
     run.save(
         threads=f"{THREADS} for searches (faiss too)",

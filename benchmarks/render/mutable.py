@@ -161,18 +161,22 @@ def crossover(result: dict, images: Images) -> list[str]:
 
 
 def writes(result: dict) -> list[str]:
-    rows = [
-        [f"{c['ids_per_call']:,}", f"{c['ms_per_call']:.1f}", f"{c['ids_per_second']:,.0f}"]
-        for c in result["delete_rate"]
-    ]
     done = result["compaction"]
+    rows = [
+        [
+            f"{c['ids_per_call']:,}",
+            "{:,} to {:,}".format(*c["listed_before"]) if c["listed_before"][1] else "none",
+            f"{c['ms_per_call']:.1f}",
+            f"{c['ids_per_second']:,.0f}",
+        ]
+        for c in [*result["delete_rate"], done["delete"]]
+    ]
     mb = done["mb_per_second"]
     return [
-        "**Deletes**: each call is one committed delete (the list of deleted ids rewritten, "
-        "flushed, a new manifest); calls of each size alternate, so later calls find more ids "
-        "already listed.",
+        "**Deletes**: each call is one committed delete (the whole list of deleted ids "
+        "rewritten and flushed, then a new manifest).",
         "",
-        *table(["ids per call", "ms per call", "ids per second"], rows),
+        *table(["ids per call", "ids deleted before", "ms per call", "ids per second"], rows),
         "",
         f"**Compaction** of the store with {done['rows_removed']:,} rows deleted: "
         f"{done['median_seconds']['compact']:.1f} s, {mb['compact']:,.0f} MB/s of the store's "
