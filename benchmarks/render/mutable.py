@@ -132,7 +132,8 @@ def crossover(result: dict, images: Images) -> list[str]:
     lines = [
         "**Where the gathered scan pays**: filtered search with `GATHER_FRACTION` forced to 0 "
         "(every row's bits read, the allow bitmap checked in the kernel) and to 1 (only the "
-        f"allowed rows scored). The gathered scan stops paying at {', '.join(found)} "
+        "allowed rows scored); both include turning the ids into bitmaps, which is what rises "
+        f"on the left past 5%. The gathered scan stops paying at {', '.join(found)} "
         f"(log-interpolated); `GATHER_FRACTION` was {result['gather_fraction']:.4g} in this run.",
         "",
         crossover_plot(result, images),
