@@ -31,6 +31,7 @@ SECTIONS = [
     "quality",
     "memory",
     "store",
+    "mutable",
     "larger_than_ram",
     "shard_scaling",
     "pipeline",

@@ -7,6 +7,7 @@ are noisy copies of stored rows) and a corpus of any size is produced in bounded
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +93,24 @@ def build_store(
         store.append(batch)
     store.close()
     return store
+
+
+def cached_store(folder: str | Path, rows: int, dim: int, *, seed: int) -> Path:
+    """The path of a centred store of the first ``rows`` rows of corpus ``(seed, dim)`` under
+    ``folder``, built by :func:`build_store` unless a complete one is already there.
+
+    A store counts as complete when it opens with ``rows`` live rows and no deletes; callers
+    that change a store work on a copy.
+    """
+    path = Path(folder) / f"gaussian-{rows}x{dim}-seed{seed}.fq"
+    try:
+        with CorpusStore.open(path) as store:
+            if len(store) == rows and store.next_id == rows and store.manifest.centred:
+                return path
+    except (OSError, ValueError):
+        pass
+    shutil.rmtree(path, ignore_errors=True)
+    print(f"building {path}", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    build_store(path, rows, dim, seed=seed)
+    return path

@@ -38,7 +38,7 @@ SCANS = ("asymmetric", "hamming", "hamming+asymmetric")
 NARROWING_WIDTH = 10
 
 #: A corpus whose searchable rows are at most this fraction of its rows is scanned by scoring
-#: those rows alone (measured in ``benchmarks/filters.py``).
+#: those rows alone (measured in ``benchmarks/mutable.py``).
 GATHER_FRACTION = 1 / 32
 #: Scores the gathered scan holds at a time (queries x rows).
 _GATHER_PAIRS = 1 << 22
