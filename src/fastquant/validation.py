@@ -287,7 +287,10 @@ def as_row_ids(name: str, value: Any, next_id: int) -> np.ndarray:
         raise TypeError(f"{name} must be integer row ids or a boolean mask, got dtype {ids.dtype}")
     if ids.ndim > 1:
         raise ValueError(f"{name} must be one id or a 1-D array of ids, got shape {ids.shape}")
-    ids = np.unique(ids.reshape(-1).astype(np.int64))
+    ids = ids.reshape(-1).astype(np.int64)
+    if ids.size > 1 and not np.all(ids[1:] > ids[:-1]):  # already ascending: nothing to do
+        ids = np.sort(ids)
+        ids = ids[np.concatenate(([True], ids[1:] != ids[:-1]))]
     if ids.size and (ids[0] < 0 or ids[-1] >= next_id):
         bad = ids[0] if ids[0] < 0 else ids[-1]
         raise ValueError(

@@ -113,17 +113,31 @@ class ChunkedCorpus:
         return out
 
     def to_positions(self, ids: np.ndarray) -> np.ndarray:
-        """Positions of rows ``ids (m,) int64`` (each present); ``-1`` for an id not present."""
+        """Positions of rows ``ids (m,) int64``; ``-1`` for an id no row holds."""
         if self.first_ids is None:
             return np.where((ids >= 0) & (ids < self.rows), ids, -1)
+        order = None
+        if ids.size > 1 and not np.all(ids[1:] >= ids[:-1]):
+            order = np.argsort(ids, kind="stable")
+            ids = ids[order]
         out = np.full(ids.shape, -1, dtype=np.int64)
         for c in range(len(self.offsets) - 1):
-            chunk_ids = self.chunk_ids(c)
-            if not chunk_ids.size:
+            n = self.chunk_rows(c)
+            first = int(self.first_ids[c])
+            explicit = self.ids[c] if self.ids else None
+            end = first + n if explicit is None else int(explicit[-1]) + 1 if n else first
+            lo, hi = np.searchsorted(ids, [first, end])
+            wanted = ids[lo:hi]
+            if explicit is None:
+                out[lo:hi] = self.offsets[c] + wanted - first
                 continue
-            at = np.searchsorted(chunk_ids, ids)
-            found = (at < chunk_ids.size) & (chunk_ids[np.minimum(at, chunk_ids.size - 1)] == ids)
-            out[found] = self.offsets[c] + at[found]
+            at = np.minimum(np.searchsorted(explicit, wanted), n - 1)
+            found = explicit[at] == wanted
+            out[lo:hi] = np.where(found, self.offsets[c] + at, -1)
+        if order is not None:
+            unsorted = np.empty_like(out)
+            unsorted[order] = out
+            out = unsorted
         return out
 
     def chunk_rows(self, c: int) -> int:

@@ -235,6 +235,12 @@ class CorpusStore:
 
         Maps of ``previous`` are reused only for chunks whose record and files did not change.
         """
+        if (
+            previous is not None
+            and previous.manifest == manifest
+            and not any(map(_changed, previous.files))
+        ):
+            return previous
         calibration = _calibration_for(self.path, manifest, previous)
         centre = _centre_for(self.path, manifest, previous)
         reusable = previous is not None and (
@@ -487,7 +493,8 @@ class CorpusStore:
                 return 0
             generation = before.deleted.generation + 1 if before.deleted else 1
             try:
-                record = write_deleted(self.path, generation, np.union1d(snapshot.deleted, new))
+                deleted = np.insert(snapshot.deleted, np.searchsorted(snapshot.deleted, new), new)
+                record = write_deleted(self.path, generation, deleted)
                 fsync_directory(self.path / CHUNK_DIR)
                 written = before.with_chunks(before.chunks, deleted=record)
                 write_manifest(self.path, written)
