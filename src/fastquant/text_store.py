@@ -331,8 +331,8 @@ class TextStore:
         )
 
     def verify(self, rows: int, dim: int | None = None) -> int:
-        """Check the text index of a store of ``rows`` rows of dimension ``dim``: its description,
-        one record per row (at most one interrupted commit's records past them), each records
+        """Check the text index of a store whose ``next_id`` is ``rows`` (every row it ever
+        committed, deleted ones too) of dimension ``dim``: its description, one record per row (at most one interrupted commit's records past them), each records
         file against its CRC-32 and its columns against the description's.
 
         Returns the bytes checked (0 for a store without records). Raises
@@ -364,9 +364,9 @@ class TextStore:
 
 def verify_store(store_path: str | os.PathLike[str]) -> tuple[int, int]:
     """Check every committed byte of the store at ``store_path`` and of its text index, if it has
-    one; returns ``(rows, bytes checked)``. The first damage found raises
+    one; returns ``(live rows, bytes checked)``. The first damage found raises
     :class:`~fastquant.store.StoreCorruptedError` naming its file."""
     with CorpusStore.open(store_path) as store:
         checked = store.verify()
-        rows, dim = len(store), store.dim
-    return rows, checked + TextStore.open(store_path).verify(rows, dim)
+        rows, next_id, dim = len(store), store.next_id, store.dim
+    return rows, checked + TextStore.open(store_path).verify(next_id, dim)
