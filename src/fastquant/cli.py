@@ -129,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument(
+        "--key-column",
+        metavar="COLUMN",
+        help="the column that identifies a row: re-running on a changed input then appends new "
+        "rows, re-embeds changed ones (deleting the old) and leaves the rest (remembered)",
+    )
+    p.add_argument(
+        "--delete-missing",
+        action="store_true",
+        help="with a key column: delete the rows whose key the input no longer has",
+    )
+    p.add_argument(
         "--batch-size",
         type=int,
         default=DEFAULT_BATCH_ROWS,

@@ -41,6 +41,8 @@ def index(args: argparse.Namespace) -> int:
         embeddings=args.embeddings,
         batch_size=args.batch_size,
         calibration_rows=args.calibration_rows,
+        key_column=args.key_column,
+        delete_missing=args.delete_missing,
         progress=not args.no_progress,
         log=_notice,
     )
@@ -50,6 +52,11 @@ def index(args: argparse.Namespace) -> int:
         f"indexed {report.rows_added:,} rows in {report.seconds:.1f} s ({rate:,.0f} rows/s) "
         f"{made}; {report.store_path} holds {report.rows_total:,} rows"
     )
+    if report.rows_deleted or report.rows_unchanged:
+        print(
+            f"by key: {report.rows_unchanged:,} rows unchanged, {report.rows_deleted:,} deleted "
+            "(changed or gone from the input)"
+        )
     if report.rows_added and report.model:
         print(
             f"time: embedding {report.seconds_embedding:.1f} s, quantizing and storing "
