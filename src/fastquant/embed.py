@@ -118,7 +118,7 @@ def index_file(
 
     ``key_column`` (text only; remembered by the store, so later runs may leave it out) makes a
     run on an existing store match the store to the input instead of resuming: rows of new keys
-    are embedded and appended, rows whose text changed are embedded again and their old rows
+    are embedded and appended, changed rows (any column) are embedded again and their old rows
     deleted, unchanged rows are left alone, and with ``delete_missing`` the rows of keys the input
     no longer has are deleted (:mod:`fastquant.keyed`). Duplicate or missing keys raise
     :class:`~fastquant.sources.InputError` before anything is written.
@@ -182,7 +182,7 @@ def index_file(
                 say(f"resuming: {done:,} of {total:,} rows are already in {target.path}")
             record_batches = source.batches(batch_size, first_row + done, first_row + total)
         else:
-            keyed = target.plan(source, recipe, key_column, batch_size, delete_missing)
+            keyed = target.plan(source, key_column, batch_size, delete_missing)
             done, to_do, counted_from = 0, keyed.embed.size, start
             say(
                 f"by key {key_column!r}: {keyed.added:,} new rows, {keyed.changed:,} changed, "
@@ -362,7 +362,6 @@ class _Target:
     def plan(
         self,
         source: TextSource,
-        recipe: TextRecipe,
         key_column: str,
         batch_size: int,
         delete_missing: bool,
@@ -376,7 +375,6 @@ class _Target:
             stored,
             live,
             source.batches(batch_size, 0, None),
-            recipe,
             key_column,
             input_path=source.path,
             delete_missing=delete_missing,

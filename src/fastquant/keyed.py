@@ -1,13 +1,16 @@
 """Re-indexing a changed input by a key column: which input rows to embed, which rows to delete.
 
 A store indexed with ``key_column`` (``fastquant index --key-column COL``) remembers the column in
-``records/index.json``. The key and the embedded text of each of its rows are read back from the
-row's record (a text index keeps every input column), so nothing else is stored and nothing can
-disagree with the rows. :func:`plan` compares them with the input's, by a digest of each text:
+``records/index.json``. The key and the columns of each of its rows are read back from the row's
+record (a text index keeps every input column, the embedded text is made from them), so nothing
+else is stored and nothing can disagree with the rows. :func:`plan` compares them with the
+input's, by a digest of each record:
 
 - a key the store does not hold: its row is embedded and appended;
-- a key whose text changed: its row is embedded and appended, the old row deleted;
-- a key whose text is the same: nothing happens;
+- a key whose record changed: its row is embedded and appended, the old row deleted (records are
+  written once per id, so a change outside the embedded text, which ``where`` filters may read,
+  takes a new row too);
+- a key whose record is the same: nothing happens;
 - a key the input no longer has: its row is deleted if ``delete_missing``.
 
 Crash safety comes from the order of the writes: new rows are committed (records, then the
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .sources import InputError, TextRecipe, concat_batches
+from .sources import InputError, concat_batches
 
 #: Duplicate keys named in an error.
 _SHOWN_DUPLICATES = 5
@@ -50,25 +53,24 @@ def plan(
     stored: pa.Table,
     live_ids: np.ndarray,
     inputs: Iterable[pa.RecordBatch],
-    recipe: TextRecipe,
     key_column: str,
     *,
     input_path: Path,
     delete_missing: bool,
 ) -> KeyedPlan:
     """Compare the store's records ``stored`` (record ``i`` is row ``i``; only ``live_ids
-    (n,) int64`` count) with the input's record batches ``inputs``, keyed by ``key_column``,
-    texts made by ``recipe``.
+    (n,) int64`` count) with the input's record batches ``inputs`` (the same columns), keyed by
+    ``key_column``.
 
     Raises :class:`~fastquant.sources.InputError` naming ``input_path`` for an input row without
     a key and for duplicate keys (naming some of them), before anything is written.
     """
-    current, stale = _stored_keys(stored, live_ids, recipe, key_column)
+    current, stale = _stored_keys(stored, live_ids, key_column)
     embed, replaced, seen, duplicates = [], [], set(), []
     unchanged = row = 0
     for batch in inputs:
         keys = batch.column(key_column).to_pylist()
-        for key, digest in zip(keys, _digests(recipe, batch)):
+        for key, digest in zip(keys, _digests(batch)):
             if key is None:
                 raise InputError(
                     f"row {row:,} of {input_path} has no value in the key column {key_column!r}"
@@ -105,9 +107,9 @@ def plan(
 
 
 def _stored_keys(
-    stored: pa.Table, live_ids: np.ndarray, recipe: TextRecipe, key_column: str
+    stored: pa.Table, live_ids: np.ndarray, key_column: str
 ) -> tuple[dict[object, tuple[int, bytes]], list[int]]:
-    """``{key: (id, text digest)}`` of the live rows (the highest id of a key), and the ids of
+    """``{key: (id, record digest)}`` of the live rows (the highest id of a key), and the ids of
     older live rows of the same keys (left by a run killed between its append and its delete)."""
     current: dict[object, tuple[int, bytes]] = {}
     stale: list[int] = []
@@ -116,7 +118,7 @@ def _stored_keys(
     batches = stored.take(pa.array(live_ids)).to_batches()
     for batch, ids in zip(batches, _split(live_ids, batches)):
         keys = batch.column(key_column).to_pylist()
-        for i, key, digest in zip(ids.tolist(), keys, _digests(recipe, batch)):
+        for i, key, digest in zip(ids.tolist(), keys, _digests(batch)):
             if key in current:
                 stale.append(current[key][0])
             current[key] = (i, digest)
@@ -131,11 +133,12 @@ def _split(ids: np.ndarray, batches: list[pa.RecordBatch]) -> Iterator[np.ndarra
         start += batch.num_rows
 
 
-def _digests(recipe: TextRecipe, batch: pa.RecordBatch) -> list[bytes]:
-    """A 16-byte BLAKE2b digest of each row's embedded text."""
+def _digests(batch: pa.RecordBatch) -> list[bytes]:
+    """A 16-byte BLAKE2b digest of each row of ``batch``: of the ``repr`` of its values."""
+    columns = [column.to_pylist() for column in batch.columns]
     return [
-        hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        for text in recipe.texts(batch)
+        hashlib.blake2b(repr(values).encode("utf-8", "backslashreplace"), digest_size=16).digest()
+        for values in zip(*columns)
     ]
 
 
