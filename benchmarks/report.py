@@ -34,6 +34,7 @@ SECTIONS = [
     "larger_than_ram",
     "shard_scaling",
     "pipeline",
+    "reindex",
     "encoders",
     "fuzz_store",
 ]
