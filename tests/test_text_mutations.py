@@ -325,7 +325,10 @@ def test_cli_index_by_key(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "indexed 1 rows" in captured.out and "holds 48 rows" in captured.out
     assert "by key: 47 rows unchanged, 3 deleted" in captured.out
-    assert "by key 'key': 0 new rows, 1 changed, 47 unchanged, 3 rows to delete" in captured.err
+    assert (
+        "by key 'key': 0 new rows, 1 changed, 47 unchanged, 2 gone from the input; "
+        "3 rows to delete" in captured.err
+    )
     dup = write(tmp_path, first + first[:1], "dup.parquet")
     assert main([*argv[:1], str(dup), *argv[2:]]) == 1
     assert "more than once ('k0')" in capsys.readouterr().err

@@ -174,9 +174,8 @@ def index_file(
         )
         target.resume(description)
         start = len(target)
-        keyed: KeyedPlan | None = None
         if key_column is None:
-            done, to_do, counted_from = start, total, 0
+            keyed, done, to_do, counted_from = None, start, total, 0
             if done:
                 _require_same_input(target, source, vector_source, first_row, done, total)
                 say(f"resuming: {done:,} of {total:,} rows are already in {target.path}")
@@ -184,10 +183,7 @@ def index_file(
         else:
             keyed = target.plan(source, key_column, batch_size, delete_missing)
             done, to_do, counted_from = 0, keyed.embed.size, start
-            say(
-                f"by key {key_column!r}: {keyed.added:,} new rows, {keyed.changed:,} changed, "
-                f"{keyed.unchanged:,} unchanged, {keyed.delete.size:,} rows to delete"
-            )
+            say(keyed.describe(key_column))
             record_batches = selected_batches(
                 source.batches(batch_size, 0, total), keyed.embed, batch_size
             )

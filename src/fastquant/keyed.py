@@ -39,7 +39,7 @@ _SHOWN_DUPLICATES = 5
 class KeyedPlan:
     """What re-indexing by key does: ``embed (m,) int64`` input rows to embed and append,
     ``delete (d,) int64`` store ids to delete afterwards (both ascending), and the counts by
-    reason."""
+    reason (``missing``: keys gone from the input whose rows are deleted)."""
 
     embed: np.ndarray
     delete: np.ndarray
@@ -47,6 +47,14 @@ class KeyedPlan:
     changed: int
     unchanged: int
     missing: int
+
+    def describe(self, key_column: str) -> str:
+        """One line for the log: ``by key 'id': 3 new rows, 1 changed, ...``."""
+        return (
+            f"by key {key_column!r}: {self.added:,} new rows, {self.changed:,} changed, "
+            f"{self.unchanged:,} unchanged, {self.missing:,} gone from the input; "
+            f"{self.delete.size:,} rows to delete"
+        )
 
 
 def plan(
