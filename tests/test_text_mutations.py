@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -14,10 +19,11 @@ import pytest
 from fastquant.cli import main
 from fastquant.embed import index_file
 from fastquant.sources import InputError
-from fastquant.store import CorpusStore
+from fastquant.store import CorpusStore, StoreCorruptedError
 from fastquant.text_store import TextStore, verify_store
 from fastquant.texts import TextIndex
 from fastquant.where import matching_ids
+from store_fuzz import reseal
 from test_embed import HashEncoder
 
 TEMPLATE = "{title}: {body}"
@@ -302,6 +308,12 @@ def test_key_column_rules(tmp_path):
     assert report.rows_added == 0 and report.rows_unchanged == 20
     assert TextStore.open(tmp_path / "plain").description.key_column == "key"
     assert json.loads((tmp_path / "plain/records/index.json").read_text())["format_version"] == 3
+    file = tmp_path / "plain/records/index.json"
+    keyed = file.read_text()
+    file.write_text(json.dumps(reseal(json.loads(keyed) | {"format_version": 2})))
+    with pytest.raises(StoreCorruptedError, match="unknown field 'key_column'"):
+        verify_store(tmp_path / "plain")  # a key column needs format 3
+    file.write_text(keyed)
     with pytest.raises(InputError, match="kept up to date by key column 'key', not 'title'"):
         index(source, tmp_path / "plain", key_column="title")
     with pytest.raises(InputError, match="key column 'nope' is not a column"):
@@ -332,3 +344,60 @@ def test_cli_index_by_key(tmp_path, capsys):
     dup = write(tmp_path, first + first[:1], "dup.parquet")
     assert main([*argv[:1], str(dup), *argv[2:]]) == 1
     assert "more than once ('k0')" in capsys.readouterr().err
+
+
+REINDEX_IN_A_CHILD = """
+    import sys
+
+    sys.path.insert(0, sys.argv[3])
+    from fastquant.embed import index_file
+    from test_embed import HashEncoder
+    from test_text_mutations import CENTRE, RANGES, TEMPLATE
+
+    print("ready", flush=True)
+    index_file(
+        sys.argv[1], sys.argv[2], template=TEMPLATE, model=HashEncoder(), batch_size=2,
+        ranges=RANGES, centre=CENTRE, commit_seconds=0, delete_missing=True,
+        progress=lambda done, total: print(f"{done} {total}", flush=True),
+    )
+    print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kill_after", [1, 4, "last"])
+@pytest.mark.parametrize("delay_s", [0.0, 0.004, 0.03])
+def test_sigkill_during_a_reindex_leaves_a_store_that_converges(tmp_path, kill_after, delay_s):
+    first = docs(60)
+    index(write(tmp_path, first), tmp_path / "s", key_column="key")
+    source = write(tmp_path, changed(first, 7), "v2.parquet")
+    code = textwrap.dedent(REINDEX_IN_A_CHILD)
+    here = os.path.dirname(__file__)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(source), str(tmp_path / "s"), here],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, child.kill)
+    watchdog.start()
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        seen = 0
+        while line := child.stdout.readline().strip():
+            seen += 1
+            done, total = map(int, line.split())
+            if seen == kill_after or done == total:
+                break
+        threading.Event().wait(delay_s)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    finally:
+        watchdog.cancel()
+    verify_store(tmp_path / "s")
+    with TextIndex.open(tmp_path / "s", encoder=HashEncoder()) as text_index:
+        text_index.warm_up(text=False)
+    index(source, tmp_path / "s", delete_missing=True)
+    verify_store(tmp_path / "s")
+    index(source, tmp_path / "fresh", key_column="key")
+    queries = HashEncoder().encode(["doc 3: body 1", "new 2: fresh"])
+    assert answers(tmp_path / "s", queries, 80) == answers(tmp_path / "fresh", queries, 80)
