@@ -35,6 +35,7 @@ SECTIONS = [
     "larger_than_ram",
     "shard_scaling",
     "pipeline",
+    "reindex",
     "encoders",
     "fuzz_store",
 ]

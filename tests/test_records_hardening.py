@@ -23,6 +23,7 @@ import pytest
 from fastquant.embed import index_file
 from fastquant.records import RecordLog
 from fastquant.store import CorpusStore, StoreCorruptedError, StoreVersionError, StoreWriteError
+from fastquant.text_store import FORMAT_VERSION as TEXT_FORMAT_VERSION
 from fastquant.text_store import TextStore, verify_store
 from fastquant.texts import TextIndex
 from store_fuzz import reseal, snapshot
@@ -167,8 +168,9 @@ def test_index_json_without_its_checksum_or_of_a_newer_format_is_refused(tmp_pat
     body = json.loads(file.read_text())
     file.write_text(json.dumps({k: v for k, v in body.items() if k != "json_crc32"}))
     _every_reader_refuses(store, "index.json is corrupted: it has no integer 'json_crc32'")
-    file.write_text(json.dumps(reseal({**body, "format_version": 3})))
-    with pytest.raises(StoreVersionError, match="index.json is in text index format 3"):
+    newer = TEXT_FORMAT_VERSION + 1  # 3 is an index.json with a key column
+    file.write_text(json.dumps(reseal({**body, "format_version": newer})))
+    with pytest.raises(StoreVersionError, match=f"index.json is in text index format {newer}"):
         verify_store(store)
 
 

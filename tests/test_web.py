@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import socket
 import sys
 from pathlib import Path
@@ -11,7 +12,14 @@ import pytest
 
 from fastquant.data import medicine_parquet
 from fastquant.demo import MEDICINE_TEMPLATE
-from fastquant.web import EMPTY_QUERY, build_app, combine_query, query_fields, search_page
+from fastquant.web import (
+    EMPTY_QUERY,
+    FILTER_LABEL,
+    build_app,
+    combine_query,
+    query_fields,
+    search_page,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")  # its pandas 3 deprecations
 
@@ -125,6 +133,19 @@ def test_search_page_uses_the_chosen_scan(index, scan):
         assert f'<td class="number">{hit.score:.3f}</td>' in answer
 
 
+def test_search_page_filters_by_an_sql_condition_and_shows_its_errors(index):
+    where = "\"Composition\" ILIKE '%amoxycillin%'"
+    answer = search_page(index, {"Uses": "fever"}, 5, where=f"  {where} ")
+    (expected,) = index.search("Uses: fever", 5, where=where)
+    assert expected.hits and all("moxycillin" in h.record["Composition"] for h in expected.hits)
+    for hit in expected.hits:
+        assert f"<td>{html.escape(hit.record['Medicine Name'].strip())}</td>" in answer
+    assert f"Query: Uses: fever where {html.escape(where)}" in answer
+    answer = search_page(index, {"Uses": "fever"}, 5, where="Price < 3")
+    assert answer.startswith('<p class="status error">Filter: cannot filter the records by ')
+    assert "Price" in answer and "<table>" not in answer
+
+
 def test_the_page_in_chromium_shows_what_the_index_finds(index, page_url, browser):
     from playwright.sync_api import expect
 
@@ -147,6 +168,17 @@ def test_the_page_in_chromium_shows_what_the_index_finds(index, page_url, browse
     expect(status).to_contain_text("5 results in ")
     assert _table_rows(page) == _expected_rows(index, f"Name: Azithral. Uses: {uses}", 5)
 
+    page.get_by_label(FILTER_LABEL).fill("\"Composition\" ILIKE '%azithromycin%'")
+    page.get_by_label(FILTER_LABEL).press("Enter")
+    expect(status).to_contain_text("5 results in ")
+    expect(page.locator("#results .query")).to_contain_text("where")
+    where = "\"Composition\" ILIKE '%azithromycin%'"
+    assert _table_rows(page) == _expected_rows(index, f"Name: Azithral. Uses: {uses}", 5, where)
+    page.get_by_label(FILTER_LABEL).fill("Composition >")
+    page.get_by_role("button", name="Search").click()
+    expect(status).to_contain_text("Filter: cannot filter the records by")
+    page.get_by_label(FILTER_LABEL).fill("")
+
     for field in ("Medicine Name", "Uses"):
         page.get_by_label(field).fill("")
     page.get_by_role("button", name="Search").click()
@@ -164,8 +196,8 @@ def _table_rows(page) -> list[list[str]]:
     ]
 
 
-def _expected_rows(index, query: str, k: int) -> list[list[str]]:
-    (result,) = index.search(query, k)
+def _expected_rows(index, query: str, k: int, where: str | None = None) -> list[list[str]]:
+    (result,) = index.search(query, k, where=where)
     return [
         [str(hit.rank), f"{hit.score:.3f}", *(" ".join(str(hit.record[f]).split()) for f in FIELDS)]
         for hit in result.hits

@@ -1,6 +1,6 @@
 """fastquant: quantized embedding search from the command line.
 
-Commands: index, search, info, verify, demo, serve, bench (`fastquant COMMAND --help`).
+Commands: index, search, delete, compact, info, verify, demo, serve, bench (`fastquant COMMAND --help`).
 """
 
 from __future__ import annotations
@@ -129,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument(
+        "--key-column",
+        metavar="COLUMN",
+        help="the column that identifies a row: re-running on a changed input then appends new "
+        "rows, re-embeds changed ones (deleting the old) and leaves the rest (remembered)",
+    )
+    p.add_argument(
+        "--delete-missing",
+        action="store_true",
+        help="with a key column: delete the rows whose key the input no longer has",
+    )
+    p.add_argument(
         "--batch-size",
         type=int,
         default=DEFAULT_BATCH_ROWS,
@@ -158,9 +169,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="search with the vectors of a .npy file, (dim,) or (queries, dim), instead of text",
     )
     _add_search_options(p)
+    p.add_argument(
+        "--where",
+        metavar="SQL",
+        help="only records for which this SQL condition over their columns holds, e.g. "
+        "\"Composition\" ILIKE '%%amoxycillin%%' (evaluated by DuckDB)",
+    )
     p.add_argument("--fields", help="comma-separated record fields to show (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(run=commands.search)
+
+    p = sub.add_parser("delete", help="delete rows by id or by an SQL condition on their records")
+    p.add_argument("store", help="store directory")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--ids", metavar="3,5,9", help="comma-separated row ids")
+    which.add_argument(
+        "--where",
+        metavar="SQL",
+        help="the rows whose records satisfy this SQL condition (a store built by fastquant index)",
+    )
+    p.set_defaults(run=commands.delete)
+
+    p = sub.add_parser("compact", help="rewrite the chunks without deleted rows, returning space")
+    p.add_argument("store", help="store directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=commands.compact)
 
     p = sub.add_parser("info", help="rows, dimension, chunks and bytes per representation")
     p.add_argument("store", help="store directory")

@@ -41,6 +41,8 @@ def index(args: argparse.Namespace) -> int:
         embeddings=args.embeddings,
         batch_size=args.batch_size,
         calibration_rows=args.calibration_rows,
+        key_column=args.key_column,
+        delete_missing=args.delete_missing,
         progress=not args.no_progress,
         log=_notice,
     )
@@ -50,6 +52,11 @@ def index(args: argparse.Namespace) -> int:
         f"indexed {report.rows_added:,} rows in {report.seconds:.1f} s ({rate:,.0f} rows/s) "
         f"{made}; {report.store_path} holds {report.rows_total:,} rows"
     )
+    if report.rows_deleted or report.rows_unchanged:
+        print(
+            f"by key: {report.rows_unchanged:,} rows unchanged, {report.rows_deleted:,} deleted "
+            "(changed or gone from the input)"
+        )
     if report.rows_added and report.model:
         print(
             f"time: embedding {report.seconds_embedding:.1f} s, quantizing and storing "
@@ -83,6 +90,7 @@ def search(args: argparse.Namespace) -> int:
         "rescore_multiplier": args.rescore_multiplier,
         "backend": args.backend,
         "threads": args.threads,
+        "where": args.where,
     }
     with TextIndex.open(args.store, encoder=encoder) as text_index:
         if args.query_vector is None:
@@ -174,6 +182,59 @@ def _print_results(result, fields: list[str], rows: int) -> None:
     )
 
 
+def delete(args: argparse.Namespace) -> int:
+    """Delete a store's rows by id (``--ids``) or by an SQL condition over its records
+    (``--where``, text stores); prints how many rows were deleted."""
+    from .store import CorpusStore
+    from .text_store import TextStore
+    from .texts import TextIndex
+
+    if (args.ids is None) == (args.where is None):
+        raise ValueError('say which rows to delete: --ids 3,5,9 or --where "SQL condition"')
+    if args.where is not None:
+        text_store = TextStore.open(args.store)
+        if text_store.description is None and not text_store.marked:
+            raise ValueError(
+                f"--where filters by the records of a store built by fastquant index; "
+                f"{args.store} has none: delete by --ids"
+            )
+        with TextIndex.open(args.store) as text_index:
+            ids = text_index.where_ids(args.where)
+            deleted, live = text_index.store.delete(ids), len(text_index.store)
+    else:
+        ids = _id_list(args.ids)
+        with CorpusStore.open(args.store) as store:
+            deleted, live = store.delete(ids), len(store)
+    print(f"deleted {deleted:,} rows; {args.store} holds {live:,} rows")
+    return 0
+
+
+def _id_list(text: str) -> np.ndarray:
+    """The ids of ``--ids 3,5,9`` as ``(m,) int64``."""
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--ids takes comma-separated row ids like 3,5,9, got {text!r}") from None
+    if not ids:
+        raise ValueError("--ids is empty: give comma-separated row ids like 3,5,9")
+    return np.asarray(ids, dtype=np.int64)
+
+
+def compact(args: argparse.Namespace) -> int:
+    """Rewrite a store's chunks without its deleted rows; prints the rows removed and the bytes
+    on disk before and after."""
+    from .store import CorpusStore
+
+    with CorpusStore.open(args.store) as store:
+        report = store.compact(progress=not args.no_progress)
+    print(
+        f"removed {report.rows_removed:,} deleted rows from {report.chunks_rewritten:,} chunks; "
+        f"{human_bytes(report.bytes_before)} before, {human_bytes(report.bytes_after)} after "
+        f"({human_bytes(report.bytes_returned)} returned)"
+    )
+    return 0
+
+
 #: How ``fastquant info`` describes a store's kind of bits.
 BITS_MEANING = {
     "centred": "centred (x > centre, with row factors for the asymmetric scan)",
@@ -182,13 +243,15 @@ BITS_MEANING = {
 
 
 def info(args: argparse.Namespace) -> int:
-    """Rows, dimension, chunks, and bytes per representation against float32."""
+    """Live rows, deleted rows not yet compacted, the next id, dimension, chunks, and bytes per
+    representation against float32."""
     from .store import CorpusStore
     from .store.manifest import FACTOR_BYTES
     from .text_store import TextStore
 
     with CorpusStore.open(args.store) as store:
         manifest, rows, dim = store.manifest, len(store), store.dim
+        deleted, next_id = store.deleted_rows, store.next_id
         calibration = store.calibration_source
     description = TextStore.open(args.store).description
     on_disk = _bytes_by_kind(Path(args.store))
@@ -203,6 +266,8 @@ def info(args: argparse.Namespace) -> int:
     facts = {
         "store": str(Path(args.store).resolve()),
         "rows": rows,
+        "deleted": deleted,
+        "next id": next_id,
         "dim": dim,
         "chunks": len(manifest.chunks),
         "chunk_rows": manifest.chunk_rows,
@@ -219,6 +284,8 @@ def info(args: argparse.Namespace) -> int:
     keys = (
         "store",
         "rows",
+        "deleted",
+        "next id",
         "dim",
         "chunks",
         "chunk_rows",
@@ -228,8 +295,9 @@ def info(args: argparse.Namespace) -> int:
         "text",
         "vectors",
     )
+    shown = facts | {"deleted": f"{deleted:,} rows not yet compacted (fastquant compact)"}
     for key in keys:
-        value = facts[key]
+        value = shown[key]
         if value is not None:
             print(
                 f"{key + ':':<13}{value:,}" if isinstance(value, int) else f"{key + ':':<13}{value}"

@@ -8,7 +8,8 @@ batches: their source records first (``records/``, see :mod:`fastquant.records`)
 store's atomic append. Re-running it after an interruption continues from the last committed
 row. The store's ``records/index.json`` (:mod:`fastquant.text_store`) remembers the model and the
 text recipe (or where the vectors came from), so it can be searched later
-(:class:`fastquant.texts.TextIndex`).
+(:class:`fastquant.texts.TextIndex`). With a key column, a re-run makes the store match a changed
+input instead (:mod:`fastquant.keyed`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from .encoders import Encoder, encoder_name, load_encoder
+from .keyed import KeyedPlan, plan, selected_batches
 from .pipeline import (
     DEFAULT_COMMIT_SECONDS,
     CommitPolicy,
@@ -51,7 +53,8 @@ DEFAULT_CALIBRATION_ROWS = 2048
 class IndexReport:
     """What one ``index_file`` run did. Times are wall seconds of this run; ``model`` is None
     for precomputed embeddings (``seconds_embedding`` is then the time spent converting and
-    checking them)."""
+    checking them). ``rows_total`` counts live rows; a run by key column also reports the rows it
+    deleted (changed or gone from the input) and those it left as they were."""
 
     store_path: Path
     model: str | None
@@ -63,6 +66,8 @@ class IndexReport:
     seconds_reading: float
     seconds_embedding: float
     seconds_storing: float
+    rows_deleted: int = 0
+    rows_unchanged: int = 0
 
     @property
     def storing_share(self) -> float:
@@ -86,6 +91,8 @@ def index_file(
     rows: tuple[int, int | None] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     commit_seconds: float = DEFAULT_COMMIT_SECONDS,
+    key_column: str | None = None,
+    delete_missing: bool = False,
     progress: bool | ProgressCallback = True,
     log: Callable[[str], None] | None = None,
 ) -> IndexReport:
@@ -108,6 +115,13 @@ def index_file(
     the source of the vectors) and input columns must match the ones it was built with. A bad
     vector (wrong dimension, NaN/Inf, missing) raises :class:`~fastquant.sources.InputError`
     naming its row, before anything of its batch is committed.
+
+    ``key_column`` (text only; remembered by the store, so later runs may leave it out) makes a
+    run on an existing store match the store to the input instead of resuming: rows of new keys
+    are embedded and appended, changed rows (any column) are embedded again and their old rows
+    deleted, unchanged rows are left alone, and with ``delete_missing`` the rows of keys the input
+    no longer has are deleted (:mod:`fastquant.keyed`). Duplicate or missing keys raise
+    :class:`~fastquant.sources.InputError` before anything is written.
     """
     started = time.perf_counter()
     positive_int("batch_size", batch_size)
@@ -119,6 +133,12 @@ def index_file(
         raise ValueError(f"give one of {', '.join(what)} (got {', '.join(given) or 'none'})")
     if model is not None and (embedding_column is not None or embeddings is not None):
         raise ValueError("model embeds text; precomputed embeddings need none")
+    text = text_column is not None or template is not None
+    if key_column is not None and (not text or rows is not None):
+        raise ValueError(
+            "key_column re-indexes text (text_column or template) of a whole input, not "
+            + ("precomputed embeddings" if not text else "a row range")
+        )
     say = log or (lambda message: None)
     npy = None if embeddings is None else NpyVectors(embeddings)
     if input_path is None and npy is None:
@@ -139,6 +159,9 @@ def index_file(
         else:
             recipe = TextRecipe(source.columns, text_column=text_column, template=template)
             vector_source = TextVectors(recipe, _encoder(model, target))
+            key_column = target.key_column(key_column, source.columns)
+        if delete_missing and key_column is None:
+            raise ValueError("delete_missing needs a key column (key_column) to know rows by")
         no_rows = pa.RecordBatch.from_pylist([], schema=source.schema)
         description = IndexDescription(
             model=vector_source.model,
@@ -146,16 +169,26 @@ def index_file(
             columns=tuple(vector_source.records(no_rows).schema.names),
             source=str(source.path.resolve()),
             start_row=first_row,
+            key_column=key_column,
             **{"text": None, "vectors": None, **vector_source.describe()},
         )
         target.resume(description)
-        done = len(target)
-        if done:
-            _require_same_input(target, source, vector_source, first_row, done, total)
-            say(f"resuming: {done:,} of {total:,} rows are already in {target.path}")
-        policy = CommitPolicy(commit_seconds)
-        with Progress(progress, total, done=done) as shown:
+        start = len(target)
+        if key_column is None:
+            keyed, done, to_do, counted_from = None, start, total, 0
+            if done:
+                _require_same_input(target, source, vector_source, first_row, done, total)
+                say(f"resuming: {done:,} of {total:,} rows are already in {target.path}")
             record_batches = source.batches(batch_size, first_row + done, first_row + total)
+        else:
+            keyed = target.plan(source, key_column, batch_size, delete_missing)
+            done, to_do, counted_from = 0, keyed.embed.size, start
+            say(keyed.describe(key_column))
+            record_batches = selected_batches(
+                source.batches(batch_size, 0, total), keyed.embed, batch_size
+            )
+        policy = CommitPolicy(commit_seconds)
+        with Progress(progress, to_do, done=done) as shown:
             embedded = embedded_batches(record_batches, vector_source, seconds, first_row + done)
             batches = shown.track(embedded)
             first: list[EmbeddedBatch] = []
@@ -166,18 +199,23 @@ def index_file(
                 committing = time.perf_counter()
                 target.commit(group)
                 seconds.storing += time.perf_counter() - committing
-                shown.committed(len(target))
+                shown.committed(len(target) - counted_from)
+        deleted = 0
+        if keyed is not None and keyed.delete.size:
+            deleted = target.store.delete(keyed.delete)
         return IndexReport(
             store_path=target.path,
             model=vector_source.model,
-            rows_added=len(target) - done,
-            rows_total=len(target),
+            rows_added=len(target) - start,
+            rows_total=target.live_rows,
             resumed_from=done,
             calibration=target.store.calibration_source or "",
             seconds=time.perf_counter() - started,
             seconds_reading=seconds.reading,
             seconds_embedding=seconds.embedding,
             seconds_storing=seconds.storing,
+            rows_deleted=deleted,
+            rows_unchanged=0 if keyed is None else keyed.unchanged,
         )
 
 
@@ -215,8 +253,30 @@ class _Target:
             self.store.close()
 
     def __len__(self) -> int:
-        """Rows committed."""
+        """Rows committed, deleted ones too (the store's next id, the records' count)."""
+        return 0 if self.store is None else self.store.next_id
+
+    @property
+    def live_rows(self) -> int:
         return 0 if self.store is None else len(self.store)
+
+    def key_column(self, wanted: str | None, columns: list[str]) -> str | None:
+        """The key column of this run: ``wanted``, else the one the store remembers; it must be
+        a column of the input and, once the store has one, stay the same."""
+        described = self.text.description
+        remembered = None if described is None else described.key_column
+        if wanted is not None and remembered not in (None, wanted):
+            raise InputError(
+                f"{self.path} is kept up to date by key column {remembered!r}, not {wanted!r}; "
+                "use the same key or a new directory"
+            )
+        key = wanted or remembered
+        if key is not None and key not in columns:
+            raise InputError(
+                f"the key column {key!r} is not a column of the input; it has: "
+                f"{', '.join(map(repr, columns))}"
+            )
+        return key
 
     def resume(self, description: IndexDescription) -> None:
         """Refuse to extend an existing store with rows made otherwise, then prepare to write."""
@@ -224,7 +284,7 @@ class _Target:
             return
         # Before the writer lock, whose taking cuts the store's own leftovers: records that do not
         # end where the store does (or at most one commit later) prove that the store lost rows.
-        self.text.records.uncommitted(len(self.store))
+        self.text.records.uncommitted(len(self))
         self.require_described()
         if self.text.description is not None:
             self.text.description.require_same(
@@ -278,18 +338,47 @@ class _Target:
         return notice
 
     def _prepare(self, description: IndexDescription) -> None:
-        """Lock the store, drop records the store never committed, record how it is built."""
+        """Lock the store, drop records the store never committed, record how it is built (a
+        run by key column records its key and input before it writes a row)."""
         self.store.acquire_writer()
-        self.text.records.truncate(len(self.store))
-        self.text.records.require_rows(len(self.store))
-        if self.text.description is None:
+        self.text.records.truncate(len(self))
+        self.text.records.require_rows(len(self))
+        current = self.text.description
+        if current is None:
             self.text.describe(description)
+        elif description.key_column is not None and (current.key_column, current.source) != (
+            description.key_column,
+            description.source,
+        ):
+            keyed = replace(current, key_column=description.key_column, source=description.source)
+            self.text.describe(keyed)
         else:
             self.text.upgrade()
 
+    def plan(
+        self,
+        source: TextSource,
+        key_column: str,
+        batch_size: int,
+        delete_missing: bool,
+    ) -> KeyedPlan:
+        """What matching the store to ``source`` by ``key_column`` takes (:func:`fastquant.keyed.plan`)."""
+        if self.store is None:
+            stored, live = pa.table({}), np.empty(0, dtype=np.int64)
+        else:
+            stored, live = self.text.records.table(), self.store.live_ids()
+        return plan(
+            stored,
+            live,
+            source.batches(batch_size, 0, None),
+            key_column,
+            input_path=source.path,
+            delete_missing=delete_missing,
+        )
+
     def commit(self, group: list[EmbeddedBatch]) -> None:
         """Store embedded batches as one commit: their records first, then their rows."""
-        self.text.records.write(len(self.store), concat_batches([b.records for b in group]))
+        self.text.records.write(len(self), concat_batches([b.records for b in group]))
         self.store.append(np.concatenate([b.vectors for b in group]))
 
 

@@ -2,11 +2,12 @@
 
 Each commit of ``fastquant index`` writes one file ``records/<first id>-<rows>-<crc32>.arrow``
 (the CRC-32 of the file's bytes) just before the store's append of the same rows: written to
-``.NAME.tmp-PID``, flushed and renamed, so it is whole or absent. Record ``i`` is row ``i`` of
-the store. Files are opened as the store's are (:mod:`fastquant.store.safe_files`: no symlink
+``.NAME.tmp-PID``, flushed and renamed, so it is whole or absent. Record ``i`` is row id ``i`` of
+the store; records of deleted rows stay (ids are never reused), so the records number the store's
+``next_id``, not its live rows. Files are opened as the store's are (:mod:`fastquant.store.safe_files`: no symlink
 followed, no FIFO waited on, regular files only) and memory-mapped to look records up by id.
 
-One file per commit means the store's committed row count always falls on a file boundary, and an
+One file per commit means the store's ``next_id`` (rows ever committed) always falls on a file boundary, and an
 interrupted run leaves at most one file past it (written, its append never committed).
 :meth:`RecordLog.truncate` deletes that file and nothing else; any other layout (a file
 straddling the store's row count, several files past it) means the store lost rows it had
@@ -147,7 +148,8 @@ class RecordLog:
             self.path.mkdir()
 
     def uncommitted(self, rows: int) -> list[Part]:
-        """The files past a store's ``rows`` committed rows, which an interrupted run left.
+        """The files past a store's ``rows`` committed rows (its ``next_id``: deleted rows
+        count), which an interrupted run left.
 
         Raises :class:`~fastquant.store.StoreCorruptedError` unless ``rows`` falls on a file
         boundary with at most one file past it: every other layout means the store no longer
@@ -172,7 +174,8 @@ class RecordLog:
         return past
 
     def truncate(self, rows: int) -> int:
-        """Delete the records past a store's ``rows`` committed rows; returns how many.
+        """Delete the records past a store's ``rows`` committed rows (its ``next_id``); returns
+        how many.
 
         ``rows`` must be read from the store's checksummed manifest by the holder of its writer
         lock. Only what :meth:`uncommitted` proves to be an interrupted run's leftover is deleted
@@ -201,9 +204,16 @@ class RecordLog:
         return removed
 
     def require_rows(self, rows: int) -> None:
-        """Raise :class:`StoreCorruptedError` unless there is a record for each of ``rows`` rows."""
+        """Raise :class:`StoreCorruptedError` unless there is a record for each of ``rows`` rows
+        (a store's ``next_id``)."""
         if len(self) < rows:
             raise StoreCorruptedError(f"{self.path} holds {len(self):,} records for {rows:,} rows")
+
+    def table(self) -> pa.Table:
+        """Every record, in id order (record ``i`` is row ``i``); no columns before the first write."""
+        if not self._parts:
+            return pa.table({})
+        return pa.Table.from_batches([self._batch(part) for part in self._parts])
 
     def get(self, ids: Sequence[int]) -> list[dict[str, object]]:
         """The records of ``ids`` as ``{column: value}``, in order; ids must be below ``len(self)``."""

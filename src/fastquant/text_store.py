@@ -31,13 +31,19 @@ DESCRIPTION_NAME = "index.json"
 #: Beside ``manifest.json``: the store has a text index (``records/``).
 MARKER_NAME = "text_index.json"
 FORMAT_NAME = "fastquant-text-index"
-#: Format of ``index.json`` and ``text_index.json`` written by this version; 1 is the unsealed
-#: ``index.json`` of fastquant 0.1 (no ``format_version``, no ``json_crc32``, no marker).
-FORMAT_VERSION = 2
+#: Newest format of ``index.json`` and ``text_index.json`` this version reads and writes: 3 is an
+#: ``index.json`` with a ``key_column``; 2 one without it (written so for older readers) and the
+#: marker; 1 the unsealed ``index.json`` of fastquant 0.1 (no ``format_version``, no
+#: ``json_crc32``, no marker).
+FORMAT_VERSION = 3
+#: The format of ``text_index.json`` and of an ``index.json`` without a key column.
+KEYLESS_VERSION = 2
 #: Largest ``index.json`` read (its columns and template are the bulk).
 MAX_DESCRIPTION_BYTES = 16 << 20
 _MAX_MARKER_BYTES = 4096
 _FIELDS = {"model", "dim", "text", "vectors", "columns", "source", "start_row"}
+#: Fields of format 3 only.
+_KEYED_FIELDS = {"key_column"}
 #: Where precomputed vectors came from: a parquet column, or a ``.npy`` file (its path).
 VECTOR_SOURCES = ("column", "npy")
 
@@ -50,7 +56,8 @@ class IndexDescription:
     ``{"template": text}``; rows of precomputed embeddings have neither, and ``vectors``, where
     they came from: ``{"column": name}`` (a parquet column) or ``{"npy": path}``. ``columns`` are
     the columns of the records kept; ``source`` and ``start_row`` may be None in descriptions
-    written before they were recorded.
+    written before they were recorded. ``key_column`` names the column whose value identifies
+    a record across re-indexing runs (``fastquant index --key-column``), None if there is none.
     """
 
     model: str | None
@@ -60,6 +67,7 @@ class IndexDescription:
     source: str | None = None
     start_row: int | None = None
     vectors: dict[str, str] | None = None
+    key_column: str | None = None
 
     @property
     def made_from(self) -> str:
@@ -82,7 +90,9 @@ class IndexDescription:
         }
         if self.vectors is not None:
             body["vectors"] = self.vectors
-        return seal({**body, "format_version": FORMAT_VERSION})
+        if self.key_column is None:
+            return seal({**body, "format_version": KEYLESS_VERSION})
+        return seal({**body, "key_column": self.key_column, "format_version": FORMAT_VERSION})
 
     @classmethod
     def from_json(cls, data: bytes, file: Path) -> IndexDescription:
@@ -128,12 +138,13 @@ def _parse_description(data: bytes, file: Path) -> tuple[IndexDescription, bool]
     if not isinstance(body, dict):
         raise StoreCorruptedError(f"{file} is not a fastquant index description: not a JSON object")
     sealed = CHECKSUM_KEY in body or "format_version" in body
+    version = KEYLESS_VERSION
     if sealed:
-        fields = _unseal_versioned(file, body)
+        fields, version = _unseal_versioned(file, body)
     else:
         fields = body
     try:
-        unknown = sorted(set(fields) - _FIELDS)
+        unknown = sorted(set(fields) - _FIELDS - (_KEYED_FIELDS if version >= 3 else set()))
         if unknown:
             raise ValueError(f"unknown field {unknown[0]!r}")
         description = IndexDescription(
@@ -144,6 +155,7 @@ def _parse_description(data: bytes, file: Path) -> tuple[IndexDescription, bool]
             source=_field(fields, "source", str, optional=True),
             start_row=_field(fields, "start_row", int, optional=True),
             vectors=_field(fields, "vectors", dict, optional=True),
+            key_column=_field(fields, "key_column", str, optional=True),
         )
         _check(description)
     except ValueError as error:
@@ -153,9 +165,10 @@ def _parse_description(data: bytes, file: Path) -> tuple[IndexDescription, bool]
     return description, sealed
 
 
-def _unseal_versioned(file: Path, body: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a sealed file without ``format_version`` and ``json_crc32``: a newer format
-    is refused before its checksum is read, a wrong checksum or version is damage."""
+def _unseal_versioned(file: Path, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The fields of a sealed file without ``format_version`` and ``json_crc32``, and its
+    format version: a newer format is refused before its checksum is read, a wrong checksum or
+    version is damage."""
     version = body.get("format_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise StoreVersionError(
@@ -163,11 +176,12 @@ def _unseal_versioned(file: Path, body: dict[str, Any]) -> dict[str, Any]:
             f"{FORMAT_VERSION}: upgrade fastquant"
         )
     fields = unseal(file, body)
-    if fields.pop("format_version", None) != FORMAT_VERSION:
+    if fields.pop("format_version", None) not in (KEYLESS_VERSION, FORMAT_VERSION):
         raise StoreCorruptedError(
-            f"{file} is corrupted: its format_version is {version!r}, not {FORMAT_VERSION}"
+            f"{file} is corrupted: its format_version is {version!r}, not {KEYLESS_VERSION} or "
+            f"{FORMAT_VERSION}"
         )
-    return fields
+    return fields, version
 
 
 def _check(description: IndexDescription) -> None:
@@ -195,6 +209,9 @@ def _check(description: IndexDescription) -> None:
         raise ValueError(f"'columns' is {list(columns)!r}, not a list of distinct names")
     if description.start_row is not None and description.start_row < 0:
         raise ValueError(f"'start_row' is {description.start_row}")
+    key = description.key_column
+    if key is not None and (text is None or key not in columns):
+        raise ValueError(f"'key_column' is {key!r}, not one of the columns of a text index")
 
 
 def _field(body: dict, key: str, kind: type, *, optional: bool = False) -> Any:
@@ -228,7 +245,7 @@ def _read(file: Path, max_bytes: int) -> bytes | None:
 
 
 def _marker_bytes() -> bytes:
-    return seal({"format": FORMAT_NAME, "format_version": FORMAT_VERSION})
+    return seal({"format": FORMAT_NAME, "format_version": KEYLESS_VERSION})
 
 
 def _read_marker(file: Path) -> bool:
@@ -239,7 +256,7 @@ def _read_marker(file: Path) -> bool:
     body = parse_json(file, data)
     if not isinstance(body, dict):
         raise StoreCorruptedError(f"{file} is corrupted: it holds {type(body).__name__}")
-    fields = _unseal_versioned(file, body)
+    fields, _ = _unseal_versioned(file, body)
     if fields != {"format": FORMAT_NAME}:
         raise StoreCorruptedError(f"{file} is corrupted: {fields!r} is not a text index marker")
     return True
@@ -331,8 +348,8 @@ class TextStore:
         )
 
     def verify(self, rows: int, dim: int | None = None) -> int:
-        """Check the text index of a store of ``rows`` rows of dimension ``dim``: its description,
-        one record per row (at most one interrupted commit's records past them), each records
+        """Check the text index of a store whose ``next_id`` is ``rows`` (every row it ever
+        committed, deleted ones too) of dimension ``dim``: its description, one record per row (at most one interrupted commit's records past them), each records
         file against its CRC-32 and its columns against the description's.
 
         Returns the bytes checked (0 for a store without records). Raises
@@ -364,9 +381,9 @@ class TextStore:
 
 def verify_store(store_path: str | os.PathLike[str]) -> tuple[int, int]:
     """Check every committed byte of the store at ``store_path`` and of its text index, if it has
-    one; returns ``(rows, bytes checked)``. The first damage found raises
+    one; returns ``(live rows, bytes checked)``. The first damage found raises
     :class:`~fastquant.store.StoreCorruptedError` naming its file."""
     with CorpusStore.open(store_path) as store:
         checked = store.verify()
-        rows, dim = len(store), store.dim
-    return rows, checked + TextStore.open(store_path).verify(rows, dim)
+        rows, next_id, dim = len(store), store.next_id, store.dim
+    return rows, checked + TextStore.open(store_path).verify(next_id, dim)

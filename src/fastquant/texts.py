@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER, DEFAULT_SCAN
 from .encoders import Encoder, load_encoder
 from .store import CorpusStore
 from .text_store import TextStore
+from .where import matching_ids
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class TextIndex:
         self.store, self._encoder = store, encoder
         self.description = text_store.require_description()
         self.records = text_store.records
-        self.records.require_rows(len(store))
+        self.records.require_rows(store.next_id)
+        self._records_table: tuple[tuple, pa.Table] | None = None
         if encoder is not None and encoder.dim != store.dim:
             raise ValueError(
                 f"model {encoder.name!r} makes {encoder.dim}-d vectors, but {store.path} holds "
@@ -135,12 +138,14 @@ class TextIndex:
         rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
         backend: str = DEFAULT_BACKEND,
         threads: int | None = None,
+        where: str | None = None,
     ) -> list[TextResults]:
         """The top ``k`` records for each query (one ``TextResults`` per query, in order).
 
         Each query is embedded, then searched with ``CorpusStore.search`` (``scan`` of the bits
         for ``k * rescore_multiplier`` candidates, int8 rescoring); scores are float32 dot
-        products.
+        products. ``where``, an SQL condition over the record columns (:meth:`where_ids`), keeps
+        only the records it holds for: the answer is the one a store of those rows alone gives.
         """
         texts = [queries] if isinstance(queries, str) else list(queries)
         if not texts or not all(isinstance(text, str) for text in texts):
@@ -150,7 +155,7 @@ class TextIndex:
         query_f32 = encoder.encode(texts)
         embedding = time.perf_counter() - started
         return self._answers(
-            texts, query_f32, embedding, k, scan, rescore_multiplier, backend, threads
+            texts, query_f32, embedding, k, scan, rescore_multiplier, backend, threads, where
         )
 
     def search_vectors(
@@ -162,12 +167,33 @@ class TextIndex:
         rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
         backend: str = DEFAULT_BACKEND,
         threads: int | None = None,
+        where: str | None = None,
     ) -> list[TextResults]:
         """The top ``k`` records for each query vector of ``query_f32 (q, dim)`` (or one
         ``(dim,)``), as :meth:`search` answers text; the queries are named ``"vector i"``."""
         queries = np.asarray(query_f32)
         labels = [f"vector {i}" for i in range(len(queries) if queries.ndim == 2 else 1)]
-        return self._answers(labels, queries, 0.0, k, scan, rescore_multiplier, backend, threads)
+        return self._answers(
+            labels, queries, 0.0, k, scan, rescore_multiplier, backend, threads, where
+        )
+
+    def where_ids(self, where: str) -> np.ndarray:
+        """``(m,) int64`` ascending ids of the live rows whose records satisfy ``where``, an SQL
+        condition over the record columns evaluated by DuckDB (``"Uses" ILIKE '%fever%'``).
+
+        ``ValueError`` naming the problem for bad SQL or an unknown column (see
+        :func:`fastquant.where.matching_ids`).
+        """
+        return np.intersect1d(
+            matching_ids(self._table(), where), self.store.live_ids(), assume_unique=True
+        )
+
+    def _table(self) -> pa.Table:
+        """The records as one Arrow table, kept while the records files stay the same."""
+        parts = self.records.parts
+        if self._records_table is None or self._records_table[0] != parts:
+            self._records_table = (parts, self.records.table())
+        return self._records_table[1]
 
     def _answers(
         self,
@@ -179,9 +205,12 @@ class TextIndex:
         rescore_multiplier: int,
         backend: str,
         threads: int | None,
+        where: str | None,
     ) -> list[TextResults]:
-        """Search ``query_f32``; one :class:`TextResults` per query, named by ``labels``."""
+        """Search ``query_f32`` (only the rows of ``where``, if given); one :class:`TextResults`
+        per query, named by ``labels``."""
         started = time.perf_counter()
+        allowed = None if where is None else self.where_ids(where)
         scores, ids = self.store.search(
             query_f32,
             k,
@@ -189,9 +218,10 @@ class TextIndex:
             rescore_multiplier=rescore_multiplier,
             backend=backend,
             threads=threads,
+            filter=allowed,
         )
         searching = time.perf_counter() - started
-        self.records.require_rows(len(self.store))  # records deleted or reloaded since opening
+        self.records.require_rows(self.store.next_id)  # records deleted or reloaded since opening
         per_query = len(labels)
         results = []
         for label, row_scores, row_ids in zip(labels, scores, ids):

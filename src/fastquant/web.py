@@ -1,8 +1,10 @@
 """A search page over a store built by ``fastquant index`` (Gradio: ``pip install 'fastquant[web]'``).
 
 A store indexed with a template gets one text box per template field, a single-column store one
-box. The filled boxes become one query text (:func:`combine_query`); the page lists the top ``k``
-records with their scores and the time spent embedding the query and searching.
+box. The filled boxes become one query text (:func:`combine_query`); a filter box takes an SQL
+condition over the record columns (``TextIndex.search(..., where=...)``), whose errors are shown
+on the page. The page lists the top ``k`` records with their scores and the time spent embedding
+the query and searching.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     import gradio
 
 EMPTY_QUERY = "Nothing to search: type a query first."
+FILTER_LABEL = "Filter: an SQL condition over the record columns (optional)"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 _SEPARATORS = " \t\n.,;:|-"
@@ -34,6 +37,7 @@ th, td { text-align: left; vertical-align: top; padding: 6px 8px; }
 th { border-bottom: 2px solid var(--border-color-primary); }
 td { border-bottom: 1px solid var(--border-color-primary); }
 .number { width: 1%; text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.error { color: var(--error-text-color); }
 """
 
 
@@ -67,17 +71,29 @@ def combine_query(text_recipe: Mapping[str, str], values: Mapping[str, str]) -> 
 
 
 def search_page(
-    index: TextIndex, values: Mapping[str, str], k: int, scan: str = DEFAULT_SCAN
+    index: TextIndex,
+    values: Mapping[str, str],
+    k: int,
+    scan: str = DEFAULT_SCAN,
+    where: str = "",
 ) -> str:
-    """The page's answer (HTML) to the query fields ``values``: status, query and results table."""
+    """The page's answer (HTML) to the query fields ``values``: status, query and results table.
+
+    ``where`` (blank: none) keeps only the records it holds for; a filter that DuckDB cannot
+    evaluate (bad SQL, an unknown column, DuckDB missing) is the status line, in red.
+    """
     query = combine_query(index.description.text, values)
     if not query:
         return f'<p class="status">{EMPTY_QUERY}</p>'
-    (result,) = index.search(query, k, scan=scan)
+    try:
+        (result,) = index.search(query, k, scan=scan, where=where.strip() or None)
+    except (ValueError, ImportError) as error:
+        return f'<p class="status error">Filter: {html.escape(str(error))}</p>'
+    shown = f" where {where.strip()}" if where.strip() else ""
     return "\n".join(
         (
             f'<p class="status">{_status(result, len(index))}</p>',
-            f'<p class="query">Query: {html.escape(query)}</p>',
+            f'<p class="query">Query: {html.escape(query + shown)}</p>',
             _table(result, index.fields),
         )
     )
@@ -88,8 +104,8 @@ def build_app(index: TextIndex, *, title: str = "fastquant search") -> gradio.Bl
     gr = _gradio()
     fields = query_fields(index.description.text)
 
-    def search(k: float, scan: str, *values: str) -> str:
-        return search_page(index, dict(zip(fields, values)), int(k), scan)
+    def search(k: float, scan: str, where: str, *values: str) -> str:
+        return search_page(index, dict(zip(fields, values)), int(k), scan, where)
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(
@@ -98,6 +114,12 @@ def build_app(index: TextIndex, *, title: str = "fastquant search") -> gradio.Bl
         )
         with gr.Row():
             boxes = [gr.Textbox(label=_label(name)) for name in fields]
+        columns = [_sql_name(name) for name in index.fields]
+        where = gr.Textbox(
+            label=FILTER_LABEL,
+            placeholder=f"e.g. {columns[-1]} ILIKE '%word%'  (columns: {', '.join(columns)})",
+            elem_id="filter",
+        )
         with gr.Row(equal_height=True):
             k = gr.Slider(1, 100, value=10, step=1, label="Results", scale=3, elem_id="top-k")
             scan = gr.Radio(
@@ -106,9 +128,9 @@ def build_app(index: TextIndex, *, title: str = "fastquant search") -> gradio.Bl
             button = gr.Button("Search", variant="primary", scale=1)
         results = gr.HTML(elem_id="results", css_template=_TABLE_CSS)
         gr.on(
-            [button.click, *(box.submit for box in boxes)],
+            [button.click, where.submit, *(box.submit for box in boxes)],
             search,
-            inputs=[k, scan, *boxes],
+            inputs=[k, scan, where, *boxes],
             outputs=results,
             concurrency_id="search",  # the button and every Enter share one queue: one at a time
         )
@@ -165,6 +187,11 @@ def _table(result: TextResults, columns: Sequence[str]) -> str:
         f'<table><thead><tr><th class="number">rank</th><th class="number">score</th>{head}'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _sql_name(name: str) -> str:
+    """``name`` as an SQL identifier (double-quoted: spaces and capitals kept)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _label(name: str) -> str:

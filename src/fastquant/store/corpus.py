@@ -382,6 +382,11 @@ class CorpusStore:
         """Rows deleted and not yet compacted away (their space is returned by :meth:`compact`)."""
         return int(self._snapshot.deleted.size)
 
+    def live_ids(self) -> np.ndarray:
+        """``(len(self),) int64`` ids of the rows not deleted, ascending."""
+        corpus = self._snapshot.corpus
+        return corpus.to_ids(corpus.allowed_positions())
+
     @property
     def manifest(self) -> Manifest:
         """The committed state this store object reads."""
