@@ -71,8 +71,13 @@ FILE_TARGETS = {
     "last bits": "chunks/000004.bits",
     "last codes": "chunks/000004.codes",
     "last factors": "chunks/000004.factors",
+    "compacted bits": "chunks/000001.g1.bits",
+    "compacted ids": "chunks/000001.g1.ids",
+    "deleted ids": "chunks/deleted-000001.ids",
     "writer lock": "writer.lock",
 }
+#: Ids the pristine store deletes and compacts away (chunk 1), then deletes (chunk 2).
+COMPACTED_IDS, DELETED_IDS = [8, 9], [15, 20]
 FILE_KINDS = (
     "flip",
     "truncate",
@@ -195,6 +200,12 @@ def build_template(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     fuzz_text.write_input(root)
     index_text(root, ROWS)
+    from fastquant import CorpusStore
+
+    with CorpusStore.open(root / "store") as store:  # a compacted chunk and a list of deleted ids
+        store.delete(COMPACTED_IDS)
+        store.compact()
+        store.delete(DELETED_IDS)
     (root / "outside").mkdir()
     (root / "outside" / "decoy.bin").write_bytes(bytes(range(256)) * 8)
     return root
@@ -409,7 +420,8 @@ def _edit_json(body: dict, rng, resealed: bool) -> str:
         chunk["codes_crc32"] ^= 1
         return "a chunk's codes_crc32 changed"
     del body["chunks"][-1]
-    body["rows"] = body["next_id"] = len(body["chunks"]) * CHUNK_ROWS
+    body["rows"] = sum(chunk["rows"] for chunk in body["chunks"])
+    body["next_id"] = body["chunks"][-1]["first_id"] + body["chunks"][-1]["rows"]
     return "the last chunk dropped, rows and next_id to match"
 
 
