@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ._engine import DEFAULT_BACKEND, DEFAULT_K, DEFAULT_RESCORE_MULTIPLIER, DEFAULT_SCAN
 from .encoders import Encoder, load_encoder
+from .sources import InputError
 from .store import CorpusStore
 from .text_store import TextStore
 from .where import matching_ids
@@ -63,7 +64,7 @@ class TextIndex:
             )
         stored = self.description.model
         if encoder is not None and stored is not None and encoder.name != stored:
-            raise ValueError(
+            raise InputError(
                 f"{store.path} was indexed with {stored!r}: queries embedded by {encoder.name!r} "
                 "would not compare with its rows; search without --model (or index with it)"
             )
