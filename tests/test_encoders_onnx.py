@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import sys
 
 import numpy as np
@@ -85,6 +86,22 @@ def test_a_text_embeds_the_same_alone_in_any_batch(onnx_encoders, quantization):
     np.testing.assert_allclose(alone, together, atol=1e-6)
     assert encoder.encode([]).shape == (0, 384)
     assert np.isfinite(encoder.encode([""])).all()
+
+
+def test_texts_in_parallel_give_the_serial_numbers_also_after_a_fork(onnx_cache, onnx_encoders):
+    """Texts run on several threads, one onnxruntime thread each: the same numbers as one at a
+    time; a forked child (its pool's threads are gone) starts its own pool."""
+    encoder = onnx_encoders["int8"]
+    serial = minilm_onnx("int8", cache_dir=onnx_cache, threads=1)
+    expected = serial.encode(TEXTS)
+    np.testing.assert_array_equal(encoder.encode(TEXTS), expected)
+    if encoder.threads == 1:
+        pytest.skip("one core: no parallel run to compare")
+    child = os.fork()
+    if child == 0:  # the child's verdict is its exit status
+        os._exit(0 if np.array_equal(encoder.encode(TEXTS), expected) else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_the_export_is_reused_and_keyed(onnx_cache, onnx_encoders):

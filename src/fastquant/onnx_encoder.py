@@ -56,7 +56,8 @@ class OnnxEncoder:
         self._tokenizer.enable_truncation(max_length)
         self._tokenizer.no_padding()
         self.threads = threads or len(os.sched_getaffinity(0))
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -70,10 +71,17 @@ class OnnxEncoder:
         """``(len(texts), dim) float32`` embeddings with unit L2 norm (an empty text included)."""
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
-        mapped = map if self._pool is None else self._pool.map
+        mapped = map if self.threads == 1 else self._threads().map
         for row, pooled in enumerate(mapped(self._embed, encodings)):
             vectors[row] = pooled
         return normalize_rows(vectors)
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """This process's pool of ``threads`` (a forked child starts its own: threads do not
+        survive a fork)."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool, self._pool_pid = ThreadPoolExecutor(self.threads), os.getpid()
+        return self._pool
 
     def _embed(self, encoding) -> np.ndarray:
         """The mean of one text's token vectors ``(dim,) float32`` (onnxruntime releases the GIL)."""
