@@ -29,7 +29,8 @@ from .._kernels import asymmetric as kernels
 from .._kernels import config
 from .._kernels import queries as query_kernels
 from .._kernels.bitplanes import PLANE_WEIGHTS, PLANES
-from .corpus import ChunkedCorpus, allow_addresses_of, chunk_segments
+from .._kernels.hamming import addresses_of
+from .corpus import ChunkedCorpus, chunk_segments
 from .scan import merge_sorted
 
 #: Query bits per dimension (bit-planes).
@@ -57,6 +58,12 @@ class PlaneQueries:
     @property
     def count(self) -> int:
         return self.scales.shape[0]
+
+    def __getitem__(self, rows: slice) -> PlaneQueries:
+        """The queries of ``rows``, e.g. ``planes[lo:hi]``."""
+        return PlaneQueries(
+            self.planes[rows], self.scales[rows], self.shifts[rows], self.alphas[rows]
+        )
 
 
 def centred_queries(queries: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,10 +100,10 @@ def asymmetric_candidates(
 
 def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int):
     nbytes = queries.planes.shape[2]
-    addresses = np.array([chunk.ctypes.data for chunk in corpus.bits], dtype=np.int64)
-    factor_addresses = np.array([chunk.ctypes.data for chunk in corpus.factors], dtype=np.int64)
+    addresses = addresses_of(corpus.bits)
+    factor_addresses = addresses_of(corpus.factors)
     rows = np.diff(corpus.offsets)
-    allow_addresses = allow_addresses_of(corpus)
+    allow_addresses = addresses_of([corpus.chunk_allowed(c) for c in range(rows.size)])
     planes_flat = queries.planes.reshape(-1)
     out_keys = np.empty((queries.count, k), dtype=np.float32)
     out_ids = np.empty((queries.count, k), dtype=np.int64)

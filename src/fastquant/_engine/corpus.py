@@ -186,7 +186,7 @@ class ChunkedCorpus:
         """``(allowed_rows,) int64`` positions a search may return, ascending."""
         parts = []
         for c in range(len(self.offsets) - 1):
-            n = int(self.offsets[c + 1] - self.offsets[c])
+            n = self.chunk_rows(c)
             bitmap = self.chunk_allowed(c)
             local = (
                 np.arange(n)
@@ -195,17 +195,6 @@ class ChunkedCorpus:
             )
             parts.append(local + self.offsets[c])
         return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
-
-
-def allow_addresses_of(corpus: ChunkedCorpus) -> np.ndarray:
-    """``(chunks,) int64``: the address of each chunk's bitmap of allowed rows, 0 for none (every
-    row allowed), for kernels that take chunks by address. The bitmaps live in ``corpus``."""
-    addresses = np.zeros(len(corpus.offsets) - 1, dtype=np.int64)
-    for c in range(addresses.size):
-        bitmap = corpus.chunk_allowed(c)
-        if bitmap is not None:
-            addresses[c] = bitmap.ctypes.data
-    return addresses
 
 
 def chunk_segments(

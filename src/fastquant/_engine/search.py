@@ -21,6 +21,7 @@ reading every row; both routes give the same scores, so the same answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,55 +76,55 @@ class FirstPass:
 def first_pass(
     corpus: ChunkedCorpus, queries: np.ndarray, count: int, scan: str, backend: str, threads: int
 ) -> FirstPass:
-    """The scan of :func:`candidates` (a corpus with searchable rows), before ``"hamming+asymmetric"`` narrows it to ``count``."""
-    if corpus.filtered and corpus.searchable_rows <= GATHER_FRACTION * corpus.rows:
-        return _gathered_first_pass(corpus, queries, count, scan)
+    """The scan of :func:`candidates` (a corpus with searchable rows), before
+    ``"hamming+asymmetric"`` narrows it to ``count``."""
+    gathered = corpus.filtered and corpus.searchable_rows <= GATHER_FRACTION * corpus.rows
+    q = queries.shape[0]
     if scan == "asymmetric":
         planes = plane_queries(queries, corpus.centre)
-        scores, ids = asymmetric_candidates(corpus, planes, count, backend, threads)
+        if gathered:
+            scores, ids = _gathered_top(
+                corpus, q, count, lambda lo, hi, ids: score_asymmetric(corpus, planes[lo:hi], ids)
+            )
+        else:
+            scores, ids = asymmetric_candidates(corpus, planes, count, backend, threads)
         return FirstPass(-scores, ids)
     wide = count * (NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
-    distances, ids = hamming_candidates(corpus, query_bits(corpus, queries), wide, backend, threads)
-    keys = (2 * distances - corpus.dim).astype(np.float32)
+    bits = query_bits(corpus, queries)
+    if gathered:
+
+        def hamming_scores(lo: int, hi: int, ids: np.ndarray) -> np.ndarray:
+            distances = gathered_distances(corpus, bits[lo:hi], ids[0])
+            return (corpus.dim - 2 * distances).astype(np.float32)
+
+        scores, ids = _gathered_top(corpus, q, wide, hamming_scores)
+        keys = -scores
+    else:
+        distances, ids = hamming_candidates(corpus, bits, wide, backend, threads)
+        keys = (2 * distances - corpus.dim).astype(np.float32)
     if scan == "hamming":
         return FirstPass(keys, ids)
     narrow = score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
     return FirstPass(keys, ids, narrow)
 
 
-def _gathered_first_pass(
-    corpus: ChunkedCorpus, queries: np.ndarray, count: int, scan: str
-) -> FirstPass:
-    """:func:`first_pass` by scoring only the allowed rows, a block of queries at a time."""
+def _gathered_top(
+    corpus: ChunkedCorpus,
+    q: int,
+    count: int,
+    score: Callable[[int, int, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``count`` of the allowed rows alone for ``q`` queries: ``scores (q, c) float32``
+    descending, ``ids (q, c) int64``. ``score(lo, hi, ids)`` scores queries ``lo:hi`` against
+    ``ids (hi - lo, m)``, every row the allowed positions; a block of queries at a time."""
     positions = corpus.allowed_positions()
     block = max(1, _GATHER_PAIRS // max(1, positions.size))
-    parts = [
-        _gathered_block(corpus, queries[lo : lo + block], positions, count, scan)
-        for lo in range(0, queries.shape[0], block)
-    ]
-    narrow = None if parts[0].narrow is None else np.concatenate([p.narrow for p in parts])
-    return FirstPass(
-        np.concatenate([p.keys for p in parts]), np.concatenate([p.ids for p in parts]), narrow
-    )
-
-
-def _gathered_block(
-    corpus: ChunkedCorpus, queries: np.ndarray, positions: np.ndarray, count: int, scan: str
-) -> FirstPass:
-    ids = np.tile(positions, (queries.shape[0], 1))
-    if scan == "asymmetric":
-        scores = score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
-        scores, ids = top_by_score(scores, ids, min(count, positions.size))
-        return FirstPass(-scores, ids)
-    wide = count * (NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
-    distances = gathered_distances(corpus, query_bits(corpus, queries), positions)
-    scores, ids = top_by_score(
-        (corpus.dim - 2 * distances).astype(np.float32), ids, min(wide, positions.size)
-    )
-    if scan == "hamming":
-        return FirstPass(-scores, ids)
-    narrow = score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
-    return FirstPass(-scores, ids, narrow)
+    parts = []
+    for lo in range(0, q, block):
+        hi = min(q, lo + block)
+        ids = np.tile(positions, (hi - lo, 1))
+        parts.append(top_by_score(score(lo, hi, ids), ids, min(count, positions.size)))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def finish(found: FirstPass, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -130,6 +130,12 @@ def _empty_heaps(threads, nq, k):
     return keys, ids
 
 
+def addresses_of(arrays) -> np.ndarray:
+    """``(len(arrays),) int64``: the data address of each C-contiguous array, 0 for None, for
+    kernels that take arrays by address (``_bytes_at``); the caller keeps the arrays alive."""
+    return np.array([0 if a is None else a.ctypes.data for a in arrays], dtype=np.int64)
+
+
 @intrinsic
 def _bytes_at(typingctx, address):
     """The ``uint8`` pointer at integer ``address``, for ``numba.carray``."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._kernels import config
-from .._kernels.hamming import hamming_topk_parallel, hamming_topk_serial
+from .._kernels.hamming import addresses_of, hamming_topk_parallel, hamming_topk_serial
 
 
 class NumbaBackend:
@@ -50,15 +50,10 @@ class NumbaBackend:
                 raise ValueError(
                     f"chunk of shape {chunk.shape} does not hold rows of {nbytes} bytes"
                 )
-        addresses = np.array([chunk.ctypes.data for chunk in chunks], dtype=np.int64)
+        addresses = addresses_of(chunks)
         rows = np.array([chunk.shape[0] for chunk in chunks], dtype=np.int64)
-        bitmaps = [
-            np.ascontiguousarray(bitmap) if bitmap is not None else None for bitmap in allowed
-        ]
-        allow_addresses = np.zeros(len(chunks), dtype=np.int64)
-        for c, bitmap in enumerate(bitmaps):
-            if bitmap is not None:
-                allow_addresses[c] = bitmap.ctypes.data
+        bitmaps = [None if bitmap is None else np.ascontiguousarray(bitmap) for bitmap in allowed]
+        allow_addresses = addresses_of(bitmaps or [None] * len(chunks))
         out_dist = np.empty((q, k), dtype=np.int32)
         out_ids = np.empty((q, k), dtype=np.int64)
         queries_flat = np.ascontiguousarray(query_bits).reshape(-1)
