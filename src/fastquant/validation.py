@@ -205,6 +205,17 @@ def int8_bound(calibration: Calibration) -> np.ndarray:
     return np.abs(calibration.ranges.astype(np.float64)).max(axis=0)
 
 
+def row_bound(dim: int, calibration: Calibration | None, centre: np.ndarray | None) -> np.ndarray:
+    """``(dim,) float64`` largest absolute value a stored row's scored form takes per dimension,
+    the ``bound`` of :func:`as_queries`: the largest dequantized int8 value (1 without ranges:
+    ``2b - 1``), plus ``|centre|`` for centred bits, whose residuals the asymmetric scores
+    estimate."""
+    bound = 1.0 if calibration is None else int8_bound(calibration)
+    if centre is not None:
+        bound = bound + np.abs(centre.astype(np.float64))
+    return np.broadcast_to(bound, (dim,))
+
+
 def as_ranges(ranges: Any) -> np.ndarray:
     """``ranges`` as a new finite ``(2, d) float32`` array with min <= max in every dimension."""
     ranges = to_numpy(ranges)

@@ -214,10 +214,9 @@ def _check_shards(
                     "centre=...), as fastquant.distributed.index does)"
                 )
     calibration = Calibration(scans[first].ranges)
-    bound = validation.int8_bound(calibration)
-    if scans[first].centre is not None:
-        bound = bound + np.abs(scans[first].centre.astype(np.float64))
-    validation.as_queries(queries, dim, bound=bound)
+    validation.as_queries(
+        queries, dim, bound=validation.row_bound(dim, calibration, scans[first].centre)
+    )
     return calibration
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._engine import ChunkedCorpus
 from .files import create_new, write_at
-from .manifest import CHUNK_DIR, ChunkRecord, Manifest, chunk_file, deleted_file
+from .manifest import CHUNK_DIR, ChunkRecord, Manifest, chunk_file
 from .safe_files import fsync_directory
 
 #: Rows copied at a time, bounding compaction's memory (1024-d: 64 MiB of codes).
@@ -57,7 +57,7 @@ def write_compacted(
 ) -> tuple[Manifest, list[Path], int]:
     """Write the new generation of every chunk of ``corpus`` (``manifest``'s rows) that holds
     deleted rows; returns the manifest to commit, the files it no longer lists, and the chunks
-    rewritten or dropped."""
+    rewritten or dropped. (The list of deleted ids it empties is the committer's to remove.)"""
     chunks: list[ChunkRecord] = []
     replaced: list[Path] = []
     work = [c for c in range(len(manifest.chunks)) if corpus.chunk_allowed(c) is not None]
@@ -78,8 +78,6 @@ def write_compacted(
         if bar is not None:
             bar.close()
     fsync_directory(path / CHUNK_DIR)
-    if manifest.deleted is not None:
-        replaced.append(path / deleted_file(manifest.deleted.generation))
     return manifest.with_chunks(tuple(chunks), deleted=None), replaced, len(work)
 
 

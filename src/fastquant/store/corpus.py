@@ -429,8 +429,7 @@ class CorpusStore:
                 written = self._commit(before, batch)
             except OSError as error:
                 self._after_failed_commit(f"appending {batch.shape[0]} rows", before, error)
-            self._proven = written
-            self._snapshot = self._load(written, self._snapshot)
+            self._committed(written, before)
         return np.arange(before.next_id, before.next_id + batch.shape[0], dtype=np.int64)
 
     def _commit(self, manifest: Manifest, batch: np.ndarray) -> Manifest:
@@ -548,7 +547,8 @@ class CorpusStore:
         return before
 
     def _committed(self, written: Manifest, before: Manifest) -> None:
-        """Move to ``written``, just committed over ``before``; drop ``before``'s deleted list."""
+        """Move to ``written``, just committed over ``before``; remove ``before``'s list of
+        deleted ids if ``written`` replaced it."""
         self._proven = written
         self._snapshot = self._load(written, self._snapshot)
         old = before.deleted
@@ -712,17 +712,11 @@ def _filtered(snapshot: Snapshot, filter: Any | None) -> _engine.ChunkedCorpus:
 
 
 def _queries(snapshot: Snapshot, query_f32: Any) -> np.ndarray:
-    """Validated ``(q, dim) float32`` queries whose scores cannot overflow float32.
-
-    Bound per dimension: the largest int8 value (or 1), plus the centre for centred bits, whose
-    residuals the asymmetric scores estimate.
-    """
-    corpus = snapshot.corpus
-    bound = 1.0 if corpus.calibration is None else validation.int8_bound(corpus.calibration)
-    if corpus.centre is not None:
-        bound = bound + np.abs(corpus.centre.astype(np.float64))
-    bound = np.broadcast_to(bound, (snapshot.manifest.dim,))
-    return validation.as_queries(query_f32, snapshot.manifest.dim, bound=bound)
+    """Validated ``(q, dim) float32`` queries whose scores cannot overflow float32
+    (:func:`~fastquant.validation.row_bound`)."""
+    corpus, dim = snapshot.corpus, snapshot.manifest.dim
+    bound = validation.row_bound(dim, corpus.calibration, corpus.centre)
+    return validation.as_queries(query_f32, dim, bound=bound)
 
 
 def _scan_backend(scan: str, backend: Any) -> str:
