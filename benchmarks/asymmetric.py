@@ -10,7 +10,10 @@ centred bits (the default) and with sign bits (fastquant 0.1's layout); faiss in
 same rows. Every engine answers k = 10 with 40 candidates (rescore multiplier 4) rescored
 against the same int8 codes, 2 threads, queries that are noisy copies of stored rows:
 
-- ``asymmetric``: ``CorpusStore.search`` of the centred store, the default route;
+- ``asymmetric``: ``CorpusStore.search`` of the centred store, the default route (the coarse
+  ternary scan narrowed by the 4-bit score);
+- ``asymmetric-exact``: ``search(scan="asymmetric-exact")`` of the centred store, every row's
+  4-bit score;
 - ``hamming``: ``search(scan="hamming")`` of the sign store, fastquant 0.1's route;
 - ``hamming+asymmetric``: ``search(scan="hamming+asymmetric")`` of the centred store;
 - ``faiss RaBitQ FastScan``, ``faiss RaBitQ``: ``IndexRaBitQFastScan`` / ``IndexRaBitQ`` with
@@ -22,7 +25,7 @@ Engines run in alternating rounds; figures are medians and their ratios. Exhaust
 the same whatever the data, so recall is not measured here: the renderer pairs these speeds
 with the recall each engine reaches on real embeddings in ``results/quality.json``.
 
-Checks: the store's default search equals the asymmetric candidates of the same store
+Checks: the store's default search equals its first stage (``fastquant._engine.candidates``)
 rescored with ``rescore_int8``; faiss returns real row ids; every engine finds most queries'
 source row.
 """
@@ -39,9 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastquant import CorpusStore, rescore_int8
-from fastquant._engine import plane_queries
-from fastquant._engine.asymmetric import asymmetric_candidates
+from fastquant import CorpusStore, _engine, rescore_int8
 from lib import record
 from lib.bandwidth import read_all
 from lib.rounds import alternate, faiss_threads
@@ -55,6 +56,7 @@ CALLS = {1: 16, 16: 4, 256: 1}
 ROUNDS = {1: 9, 16: 7, 256: 5}
 ENGINES = {
     "asymmetric": "CorpusStore.search of centred bits (the default scan)",
+    "asymmetric-exact": "CorpusStore.search(scan='asymmetric-exact') of centred bits",
     "hamming": "CorpusStore.search(scan='hamming') of sign bits (fastquant 0.1)",
     "hamming+asymmetric": "CorpusStore.search(scan='hamming+asymmetric') of centred bits",
     "faiss RaBitQ FastScan": "faiss IndexRaBitQFastScan, qb=4, + fastquant.rescore_int8",
@@ -96,6 +98,9 @@ def measure_shape(work: Path, rows: int, dim: int, quick: bool) -> dict:
     codes = np.concatenate(sign.snapshot.corpus.codes)
     engines = {
         "asymmetric": lambda q: centred.search(q, K, threads=THREADS)[1],
+        "asymmetric-exact": lambda q: centred.search(
+            q, K, scan="asymmetric-exact", threads=THREADS
+        )[1],
         "hamming": lambda q: sign.search(q, K, scan="hamming", threads=THREADS)[1],
         "hamming+asymmetric": lambda q: centred.search(
             q, K, scan="hamming+asymmetric", threads=THREADS
@@ -146,9 +151,9 @@ def measure_shape(work: Path, rows: int, dim: int, quick: bool) -> dict:
 def _check(store, corpus, engines, queries, sources) -> None:
     """The checks of the module docstring, on one batch size's queries."""
     first = queries[0]
-    candidates = asymmetric_candidates(
-        corpus, plane_queries(first, corpus.centre), K * MULTIPLIER, "numba", THREADS
-    )[1]
+    candidates = _engine.candidates(corpus, first, K * MULTIPLIER, "asymmetric", "numba", THREADS)[
+        1
+    ]
     codes = np.concatenate(corpus.codes)
     expected = rescore_int8(codes, first, candidates, K, calibration=corpus.calibration)
     got = store.search(first, K, threads=THREADS)
@@ -168,6 +173,7 @@ def recall_from_quality(quality: dict | None) -> dict | None:
     case = model["cases"][0]
     names = {
         "asymmetric": "asymmetric",
+        "asymmetric-exact": "asymmetric-exact",
         "hamming": "int8 rescore",
         "hamming+asymmetric": "hamming+asymmetric",
         "faiss RaBitQ FastScan": "faiss RaBitQ FastScan",
@@ -178,7 +184,9 @@ def recall_from_quality(quality: dict | None) -> dict | None:
         "case": f"{case['corpus']} x {case['queries']}",
         "commit": quality.get("commit"),
         "recall_by_multiplier": {
-            engine: case["recall_by_multiplier"][key] for engine, key in names.items()
+            engine: case["recall_by_multiplier"][key]
+            for engine, key in names.items()
+            if key in case["recall_by_multiplier"]
         },
     }
 

@@ -104,16 +104,21 @@ def naive_asymmetric_scores(
     """``(q, n) float32`` asymmetric scores of every row of ``bits (n, nbytes) uint8``.
 
     ``planes (q, 4, nbytes) uint8`` are the queries' signed 4-bit values as the bit-planes of
-    their two's complement nibbles; the integer ``t = sum_j w_j b_j`` is built from the unpacked
-    nibbles and bits, and turned into ``scale * t + shift`` and, with ``factors (n, 2) uint16``
+    their two's complement nibbles; ``planes (q, 2, nbytes)`` are ternary queries, the bits of
+    their +1s and of their -1s. The integer ``t = sum_j w_j b_j`` is built from the unpacked
+    values and bits, and turned into ``scale * t + shift`` and, with ``factors (n, 2) uint16``
     (bfloat16 ``f, g``), ``f * s + alpha * g``: the same float32 operations as the kernels, in
     the same order.
     """
     unpacked = np.unpackbits(bits, axis=1).astype(np.int64)
-    nibbles = sum(
-        np.unpackbits(planes[:, p], axis=1).astype(np.int64) << p for p in range(planes.shape[1])
-    )
-    values = np.where(nibbles >= 8, nibbles - 16, nibbles)  # two's complement
+    planes_bits = [
+        np.unpackbits(planes[:, p], axis=1).astype(np.int64) for p in range(planes.shape[1])
+    ]
+    if len(planes_bits) == 2:
+        values = planes_bits[0] - planes_bits[1]
+    else:
+        nibbles = sum(bit << p for p, bit in enumerate(planes_bits))
+        values = np.where(nibbles >= 8, nibbles - 16, nibbles)  # two's complement
     t = values @ unpacked.T
     scores = scales[:, None] * t.astype(np.float32) + shifts[:, None]
     if factors is not None:

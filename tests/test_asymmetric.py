@@ -5,11 +5,13 @@ vector code. Scores must agree to the bit (the float32 operations are the same, 
 order), and the top-k ids exactly, ties by ascending id, on every backend and thread count, on
 odd dimensions (whole and partial 64-bit words, rows past the 16 specialised word widths), one
 row, k beyond the corpus, duplicate rows and memory maps. Centred bits and their factors are
-checked against ``naive_centred_codes``; the query preparation on its own.
+checked against ``naive_centred_codes``; the query preparation on its own. The coarse scan of
+the default route (ternary queries in 2 planes) is checked the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -21,7 +23,7 @@ from hypothesis import strategies as st
 
 from fastquant import asymmetric_topk, centred_bits, quantize_embeddings
 from fastquant._engine import ChunkedCorpus, plane_queries
-from fastquant._engine.asymmetric import score_asymmetric
+from fastquant._engine.asymmetric import asymmetric_candidates, score_asymmetric
 from fastquant._kernels import config
 from naive import naive_asymmetric_scores, naive_centred_codes
 
@@ -41,12 +43,18 @@ def _data(seed: int, n: int, d: int, q: int, duplicates: bool, scale: float = 1.
     return corpus, queries
 
 
-def _reference(bits, factors, centre, queries, k):
+def _reference(bits, factors, centre, queries, k, coarse=False):
     """Reference top-k: scores ``(q, k')`` and ids by (score descending, id ascending)."""
     planes = plane_queries(queries, centre)
-    scores = naive_asymmetric_scores(
-        planes.planes, planes.scales, planes.shifts, planes.alphas, bits, factors
-    )
+    if coarse:
+        scores = naive_asymmetric_scores(
+            planes.coarse_planes, planes.coarse_scales, planes.coarse_shifts, planes.alphas, bits,
+            factors,
+        )  # fmt: skip
+    else:
+        scores = naive_asymmetric_scores(
+            planes.planes, planes.scales, planes.shifts, planes.alphas, bits, factors
+        )
     ids = np.stack([np.lexsort((np.arange(len(row)), -row)) for row in scores])[:, :k]
     return np.take_along_axis(scores, ids, axis=1), ids
 
@@ -83,6 +91,36 @@ def test_kernel_matches_reference(seed, d, n, q, k, duplicates, centred):
         )
     with mock.patch.object(config, "PARALLEL_MIN_WORK_BYTES", 0):  # threads even on tiny inputs
         _assert_same(asymmetric_topk(bits, queries, k, threads=2, **kwargs), expected)
+
+
+@PROPERTY
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    d=st.sampled_from(DIMS),
+    n=st.integers(1, 300),
+    q=st.sampled_from([1, 3, 4, 5, 9]),
+    k=st.integers(1, 310),
+    duplicates=st.booleans(),
+    centred=st.booleans(),
+)
+def test_coarse_kernel_matches_reference(seed, d, n, q, k, duplicates, centred):
+    """The ternary queries' scan, as the default route's first stage runs it."""
+    corpus, queries = _data(seed, n, d, q, duplicates)
+    centre = corpus.mean(axis=0).astype(np.float32) if centred else None
+    if centred:
+        bits, factors = centred_bits(corpus, centre)
+    else:
+        bits, factors = quantize_embeddings(corpus, "ubinary"), None
+    view = ChunkedCorpus.of_arrays(d, bits=bits, centre=centre, factors=factors)
+    prepared = plane_queries(queries, centre)
+    expected = _reference(bits, factors, centre, queries, min(k, n), coarse=True)
+    for backend in ("numba", "numpy"):
+        got = asymmetric_candidates(view, prepared, k, backend, 1, coarse=True)
+        _assert_same(got, expected)
+    with mock.patch.object(config, "PARALLEL_MIN_WORK_BYTES", 0):
+        _assert_same(asymmetric_candidates(view, prepared, k, "numba", 2, coarse=True), expected)
+    again = score_asymmetric(view, prepared, expected[1], coarse=True)
+    np.testing.assert_array_equal(again.view(np.uint32), expected[0].view(np.uint32))
 
 
 @settings(deadline=None, max_examples=40)
@@ -122,8 +160,10 @@ def test_query_preparation_does_not_depend_on_the_batch(d):
     batch = plane_queries(queries, centre)
     for i in range(7):
         alone = plane_queries(queries[i : i + 1], centre)
-        for field in ("planes", "scales", "shifts", "alphas"):
-            np.testing.assert_array_equal(getattr(alone, field)[0], getattr(batch, field)[i])
+        for field in dataclasses.fields(batch):
+            np.testing.assert_array_equal(
+                getattr(alone, field.name)[0], getattr(batch, field.name)[i]
+            )
 
 
 def test_query_preparation_quantizes_to_signed_4_bits_with_least_error():
@@ -147,6 +187,28 @@ def test_query_preparation_quantizes_to_signed_4_bits_with_least_error():
     assert (error <= plain_error * (1 + 1e-6) + 1e-12).all()
     np.testing.assert_allclose(prepared.shifts, -deltas * values.sum(axis=1), rtol=1e-6)
     assert np.isfinite(prepared.scales).all() and np.isfinite(prepared.shifts).all()
+
+
+def test_coarse_queries_are_ternary_with_least_error():
+    """Values -1, 0, 1 (a plane of +1s and one of -1s, never both); the chosen threshold
+    reconstructs the query at least as well as ``0.6 rms`` (near the Gaussian optimum) does; the
+    constants are ``2 lam`` and ``-lam * sum u``; a zero query gives no NaN."""
+    rng = np.random.default_rng(4)
+    queries = rng.standard_normal((50, 100)).astype(np.float32) * rng.random((50, 1)) * 3
+    queries[0] = 0
+    prepared = plane_queries(queries, None)
+    plus, minus = (np.unpackbits(prepared.coarse_planes[:, p], axis=1)[:, :100] for p in (0, 1))
+    assert not (plus & minus).any()
+    values = plus.astype(np.int64) - minus
+    lam = prepared.coarse_scales.astype(np.float64) / 2
+    error = ((queries - lam[:, None] * values) ** 2).sum(axis=1)
+    rms = np.sqrt((queries.astype(np.float64) ** 2).mean(axis=1, keepdims=True))
+    kept = np.abs(queries) > 0.6 * rms
+    level = (np.abs(queries) * kept).sum(axis=1) / np.maximum(kept.sum(axis=1), 1)
+    plain_error = ((queries - np.sign(queries) * kept * level[:, None]) ** 2).sum(axis=1)
+    assert (error <= plain_error * (1 + 1e-5) + 1e-12).all()
+    np.testing.assert_allclose(prepared.coarse_shifts, -lam * values.sum(axis=1), rtol=1e-6)
+    assert np.isfinite(prepared.coarse_scales).all() and np.isfinite(prepared.coarse_shifts).all()
 
 
 @pytest.mark.parametrize("d", [9, 385])

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from fastquant._engine import NARROWING_WIDTH, plane_queries
+from fastquant._engine import COARSE_WIDTH, NARROWING_WIDTH, SCANS, plane_queries
 from fastquant._kernels import config
 from fastquant.store import CorpusStore
 from fastquant.store import corpus as corpus_module
@@ -38,7 +38,6 @@ from naive import (
 )
 
 RESCORES = ("int8", "bits", "none")
-SCANS = ("asymmetric", "hamming", "hamming+asymmetric")
 BIT_KINDS = ("centred", "sign")
 DIMS = (1, 3, 8, 9, 65, 130)
 CHUNK_ROWS = (1, 2, 3, 7, 64, 1 << 20)
@@ -67,19 +66,31 @@ def naive_scan(x_corpus_f32, ranges, queries, count, scan, kind):
     n, dim = x_corpus_f32.shape
     bits, factors, centre = naive_bits(x_corpus_f32, ranges, kind)
     count = min(count, n)
-    if scan != "asymmetric":
+    wide = min(
+        count * {"asymmetric": COARSE_WIDTH, "hamming+asymmetric": NARROWING_WIDTH}.get(scan, 1), n
+    )
+    planes = plane_queries(queries, centre)
+    if scan.startswith("hamming"):
         query_bits = np.packbits(queries > (0 if centre is None else centre), axis=1)
-        wide = count * (NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
-        dist, ids = naive_hamming_topk(bits, query_bits, min(wide, n))
+        dist, ids = naive_hamming_topk(bits, query_bits, wide)
         if scan == "hamming":
             return (dim - 2 * dist).astype(np.float32), ids
-    planes = plane_queries(queries, centre)
+    elif scan == "asymmetric":  # the ternary queries' top ``wide``
+        coarse = naive_asymmetric_scores(
+            planes.coarse_planes, planes.coarse_scales, planes.coarse_shifts, planes.alphas, bits,
+            factors,
+        )  # fmt: skip
+        ids = _top(coarse, np.tile(np.arange(n), (len(queries), 1)), wide)[1]
+    else:
+        ids = np.tile(np.arange(n), (len(queries), 1))
     all_scores = naive_asymmetric_scores(
         planes.planes, planes.scales, planes.shifts, planes.alphas, bits, factors
     )
-    if scan == "asymmetric":
-        ids = np.tile(np.arange(n), (len(queries), 1))
-    scores = np.take_along_axis(all_scores, ids, axis=1)
+    return _top(np.take_along_axis(all_scores, ids, axis=1), ids, count)
+
+
+def _top(scores, ids, count):
+    """The first ``count`` of ``scores, ids (q, c)`` by ``(-score, id)``."""
     order = np.stack([np.lexsort((row_ids, -row)) for row, row_ids in zip(scores, ids)])
     order = order[:, :count]
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
@@ -501,7 +512,7 @@ def test_backends_give_the_numba_answer(other_backend, problem, chunk_rows):
     with scratch() as folder:
         store = build_store(folder / "store", p, chunk_rows)
         hamming_only = other_backend in ("faiss", "usearch")
-        scans = [scan for scan in SCANS if not (hamming_only and scan == "asymmetric")]
+        scans = [scan for scan in SCANS if not (hamming_only and scan.startswith("asymmetric"))]
         expected = all_answers(store, p, scans, threads=1)
         got = all_answers(store, p, scans, threads=1, backend=other_backend)
         assert_identical(expected, got, other_backend)

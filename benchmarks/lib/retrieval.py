@@ -136,6 +136,7 @@ def labels_of(values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
 #: name -> (the store's kind of bits, its ``scan=``), or a faiss index (``faiss_candidates``).
 SCANS = {
     "asymmetric": ("centred", "asymmetric"),
+    "asymmetric-exact": ("centred", "asymmetric-exact"),
     "asymmetric, sign bits": ("sign", "asymmetric"),
     "hamming+asymmetric": ("centred", "hamming+asymmetric"),
     "hamming, centred bits": ("centred", "hamming"),

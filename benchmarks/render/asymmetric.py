@@ -9,6 +9,7 @@ TITLE = "Candidate scans: end-to-end speed against faiss RaBitQ"
 #: Engines, with their label, colour and marker; fastquant's default first.
 STYLE = {
     "asymmetric": ("fastquant asymmetric (default)", "#d62728", "o"),
+    "asymmetric-exact": ("fastquant asymmetric exact", "#9467bd", "P"),
     "hamming+asymmetric": ("fastquant Hamming x10 -> asymmetric", "#e377c2", "s"),
     "hamming": ("fastquant Hamming, sign bits (0.1)", "#17becf", "^"),
     "faiss RaBitQ FastScan": ("faiss IndexRaBitQFastScan qb=4", "k", "D"),

@@ -68,7 +68,7 @@ def asymmetric_topk(
     corpus = _engine.ChunkedCorpus.of_arrays(
         dim, bits=bits, centre=centre_array, factors=factor_rows
     )
-    return _engine.candidates(corpus, queries, k, "asymmetric", backend, threads)
+    return _engine.candidates(corpus, queries, k, "asymmetric-exact", backend, threads)
 
 
 def _as_factors(factors: Any, rows: int) -> np.ndarray:

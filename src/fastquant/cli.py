@@ -77,9 +77,10 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         "--scan",
         default=DEFAULT_SCAN,
         choices=SCANS,
-        help="how candidates are found: the bits against the query quantized to 4 bits "
-        "(asymmetric), against its bits (hamming), or a Hamming list narrowed by the "
-        "asymmetric score (default %(default)s)",
+        help="how candidates are found: the bits against a ternary query, narrowed by the "
+        "query quantized to 4 bits (asymmetric); every row against the 4-bit query "
+        "(asymmetric-exact); against the query's bits (hamming); or a Hamming list narrowed "
+        "by the 4-bit score (default %(default)s)",
     )
     p.add_argument(
         "--rescore-multiplier",

@@ -18,6 +18,7 @@ from .corpus import ChunkedCorpus, chunk_segments, prefetch_rows
 from .scan import FAR_DISTANCE, hamming_candidates, merge_sorted
 from .score import exact_int8, no_results, score_bits, score_int8, top_by_score
 from .search import (
+    COARSE_WIDTH,
     DEFAULT_BACKEND,
     DEFAULT_K,
     DEFAULT_RESCORE_MULTIPLIER,
@@ -30,6 +31,7 @@ from .search import (
     candidates,
     finish,
     first_pass,
+    first_pass_width,
     query_bits,
     search,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "DEFAULT_RESCORE_MULTIPLIER",
     "DEFAULT_SCAN",
     "FAR_DISTANCE",
+    "COARSE_WIDTH",
     "FirstPass",
     "GATHER_FRACTION",
     "NARROWING_WIDTH",
@@ -53,6 +56,7 @@ __all__ = [
     "exact_int8",
     "finish",
     "first_pass",
+    "first_pass_width",
     "hamming_candidates",
     "merge_sorted",
     "no_results",

@@ -21,14 +21,14 @@ query's planes and constants do not depend on the batch it comes in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from .._kernels import asymmetric as kernels
 from .._kernels import config
 from .._kernels import queries as query_kernels
-from .._kernels.bitplanes import PLANE_WEIGHTS, PLANES
+from .._kernels.bitplanes import COARSE_PLANES, COARSE_WEIGHTS, PLANE_WEIGHTS, PLANES
 from .._kernels.hamming import addresses_of
 from .corpus import ChunkedCorpus, chunk_segments
 from .scan import merge_sorted
@@ -37,6 +37,8 @@ from .scan import merge_sorted
 QUERY_BITS = PLANES
 #: Fractions of ``max |q'|`` tried as the quantization range; the least squared error wins.
 _RANGE_FRACTIONS = np.linspace(0.4, 1.0, 13)
+#: Fractions of ``rms(q')`` tried as the ternary query's threshold; the least squared error wins.
+_THRESHOLD_FRACTIONS = np.linspace(0.2, 1.5, 27)
 #: Engines of the asymmetric scan: fastquant's kernel and its NumPy reference.
 ASYMMETRIC_BACKENDS = ("numba", "numpy")
 
@@ -47,23 +49,36 @@ class PlaneQueries:
 
     ``planes (q, 4, ceil(d / 8)) uint8``: bit ``p`` of every ``w_j & 15`` packed MSB first;
     ``scales``, ``shifts``, ``alphas`` ``(q,) float32``: ``2 delta``, ``-delta * sum_j w_j`` and
-    ``alpha``.
+    ``alpha``; ``coarse_planes (q, 2, ceil(d / 8)) uint8``, ``coarse_scales``, ``coarse_shifts``:
+    the same for the ternary query of the coarse scan (``_kernels.queries.plane_queries``).
     """
 
     planes: np.ndarray
     scales: np.ndarray
     shifts: np.ndarray
     alphas: np.ndarray
+    coarse_planes: np.ndarray
+    coarse_scales: np.ndarray
+    coarse_shifts: np.ndarray
 
     @property
     def count(self) -> int:
         return self.scales.shape[0]
 
+    def kernel_arguments(self, coarse: bool) -> tuple[np.ndarray, ...]:
+        """``planes_flat, scales, shifts, alphas`` of the 4-bit queries or of the ternary ones."""
+        if coarse:
+            return (
+                self.coarse_planes.reshape(-1),
+                self.coarse_scales,
+                self.coarse_shifts,
+                self.alphas,
+            )
+        return self.planes.reshape(-1), self.scales, self.shifts, self.alphas
+
     def __getitem__(self, rows: slice) -> PlaneQueries:
         """The queries of ``rows``, e.g. ``planes[lo:hi]``."""
-        return PlaneQueries(
-            self.planes[rows], self.scales[rows], self.shifts[rows], self.alphas[rows]
-        )
+        return PlaneQueries(*(getattr(self, field.name)[rows] for field in fields(self)))
 
 
 def centred_queries(queries: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,46 +94,58 @@ def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQuerie
     (``_kernels.queries``)."""
     q, d = queries.shape
     centre = np.zeros(d, np.float32) if centre is None else centre
-    planes = np.zeros((q, QUERY_BITS, (d + 7) // 8), dtype=np.uint8)
-    scales, shifts, alphas = (np.empty(q, dtype=np.float32) for _ in range(3))
-    query_kernels.plane_queries(queries, centre, _RANGE_FRACTIONS, planes, scales, shifts, alphas)
-    return PlaneQueries(planes, scales, shifts, alphas)
+    nbytes = (d + 7) // 8
+    planes = np.zeros((q, QUERY_BITS, nbytes), dtype=np.uint8)
+    coarse_planes = np.zeros((q, COARSE_PLANES, nbytes), dtype=np.uint8)
+    scales, shifts, alphas, coarse_scales, coarse_shifts = (
+        np.empty(q, dtype=np.float32) for _ in range(5)
+    )
+    query_kernels.plane_queries(
+        queries, centre, _RANGE_FRACTIONS, _THRESHOLD_FRACTIONS, planes, scales, shifts, alphas,
+        coarse_planes, coarse_scales, coarse_shifts,
+    )  # fmt: skip
+    return PlaneQueries(planes, scales, shifts, alphas, coarse_planes, coarse_scales, coarse_shifts)
 
 
 def asymmetric_candidates(
-    corpus: ChunkedCorpus, queries: PlaneQueries, k: int, backend: str, threads: int
+    corpus: ChunkedCorpus,
+    queries: PlaneQueries,
+    k: int,
+    backend: str,
+    threads: int,
+    coarse: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Global top ``min(k, searchable rows)`` by asymmetric score: ``scores (q, k') float32``
-    descending and ``ids (q, k') int64`` (positions), ties by ascending id."""
+    """Global top ``min(k, searchable rows)`` by asymmetric score (``coarse``: of the ternary
+    queries): ``scores (q, k') float32`` descending and ``ids (q, k') int64`` (positions), ties by
+    ascending id."""
     k = min(k, corpus.searchable_rows)
     if backend == "numba":
-        keys, ids = _numba_topk(corpus, queries, k, threads)
+        keys, ids = _numba_topk(corpus, queries, k, threads, coarse)
     else:
-        keys, ids = _numpy_topk(corpus, queries, k)
+        keys, ids = _numpy_topk(corpus, queries, k, coarse)
     return -keys, ids
 
 
-def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int):
+def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int, coarse: bool):
     nbytes = queries.planes.shape[2]
     addresses = addresses_of(corpus.bits)
     factor_addresses = addresses_of(corpus.factors)
     rows = np.diff(corpus.offsets)
     allow_addresses = addresses_of([corpus.chunk_allowed(c) for c in range(rows.size)])
-    planes_flat = queries.planes.reshape(-1)
     out_keys = np.empty((queries.count, k), dtype=np.float32)
     out_ids = np.empty((queries.count, k), dtype=np.int64)
-    constants = (queries.scales, queries.shifts, queries.alphas)
-    work = corpus.rows * nbytes * PLANES * queries.count
+    arguments = queries.kernel_arguments(coarse)
+    work = corpus.rows * nbytes * (COARSE_PLANES if coarse else PLANES) * queries.count
     if threads == 1 or work < config.PARALLEL_MIN_WORK_BYTES:
         kernels.asymmetric_topk_serial(
-            addresses, factor_addresses, rows, allow_addresses, planes_flat, *constants, nbytes,
-            k, config.PREFETCH_BYTES, out_keys, out_ids,
+            addresses, factor_addresses, rows, allow_addresses, *arguments, nbytes, coarse, k,
+            config.PREFETCH_BYTES, out_keys, out_ids,
         )  # fmt: skip
         return out_keys, out_ids
     with config.numba_threads(threads) as used:
         kernels.asymmetric_topk_parallel(
-            addresses, factor_addresses, rows, allow_addresses, planes_flat, *constants, nbytes,
-            k, used, config.PREFETCH_BYTES, out_keys, out_ids,
+            addresses, factor_addresses, rows, allow_addresses, *arguments, nbytes, coarse, k,
+            used, config.PREFETCH_BYTES, out_keys, out_ids,
         )  # fmt: skip
     return out_keys, out_ids
 
@@ -128,20 +155,22 @@ _NUMPY_ROWS = 1 << 14
 
 
 def reference_scores(
-    bits: np.ndarray, factors: np.ndarray | None, queries: PlaneQueries
+    bits: np.ndarray, factors: np.ndarray | None, queries: PlaneQueries, coarse: bool = False
 ) -> np.ndarray:
-    """``(q, n) float32`` scores of every row of ``bits (n, nbytes) uint8``, in NumPy, with the
-    float32 operations of the kernel in the same order."""
+    """``(q, n) float32`` scores of every row of ``bits (n, nbytes) uint8`` (``coarse``: against
+    the ternary queries), in NumPy, with the float32 operations of the kernel in the same order."""
     d = 8 * bits.shape[1]
     unpacked = np.unpackbits(bits, axis=1)[:, :d].T.astype(np.float64)
+    planes = queries.coarse_planes if coarse else queries.planes
     t = sum(
-        weight * np.rint(np.unpackbits(queries.planes[:, p], axis=1)[:, :d] @ unpacked)
-        for p, weight in enumerate(PLANE_WEIGHTS)
+        weight * np.rint(np.unpackbits(planes[:, p], axis=1)[:, :d] @ unpacked)
+        for p, weight in enumerate(COARSE_WEIGHTS if coarse else PLANE_WEIGHTS)
     ).astype(np.int64)
-    scores = queries.scales[:, None] * t.astype(np.float32) + queries.shifts[:, None]
+    _, scales, shifts, alphas = queries.kernel_arguments(coarse)
+    scores = scales[:, None] * t.astype(np.float32) + shifts[:, None]
     if factors is not None:
         f, g = (bfloat16_to_float32(factors[:, i]) for i in range(2))
-        scores = f[None, :] * scores + queries.alphas[:, None] * g[None, :]
+        scores = f[None, :] * scores + alphas[:, None] * g[None, :]
     return scores.astype(np.float32)
 
 
@@ -150,7 +179,7 @@ def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def _numpy_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int):
+def _numpy_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, coarse: bool):
     """The NumPy engine: chunks of rows scored with :func:`reference_scores`, rows not allowed
     dropped, lists merged."""
     keys, ids = [], []
@@ -163,7 +192,7 @@ def _numpy_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int):
         for lo in range(0, bits.shape[0], _NUMPY_ROWS):
             part = slice(lo, lo + _NUMPY_ROWS)
             negated = -reference_scores(
-                bits[part], None if factors is None else factors[part], queries
+                bits[part], None if factors is None else factors[part], queries, coarse
             )
             kept = np.arange(negated.shape[1]) if allowed is None else np.flatnonzero(allowed[part])
             if not kept.size:
@@ -176,18 +205,19 @@ def _numpy_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int):
 
 
 def score_asymmetric(
-    corpus: ChunkedCorpus, queries: PlaneQueries, candidates: np.ndarray
+    corpus: ChunkedCorpus, queries: PlaneQueries, candidates: np.ndarray, coarse: bool = False
 ) -> np.ndarray:
-    """Asymmetric scores ``(q, c) float32`` of ``candidates (q, c) int64``:
-    what the scan gives those rows. Ids outside ``[0, rows)`` are skipped."""
+    """Asymmetric scores ``(q, c) float32`` of ``candidates (q, c) int64`` (``coarse``: against
+    the ternary queries): what that scan gives those rows. Ids outside ``[0, rows)`` are
+    skipped."""
     scores = np.empty(candidates.shape, dtype=np.float32)
     flat, per_query = scores.reshape(-1), candidates.shape[1]
-    planes_flat = queries.planes.reshape(-1)
+    arguments = queries.kernel_arguments(coarse)
     nbytes = queries.planes.shape[2]
     for c, rows, slots in chunk_segments(candidates, corpus.offsets):
         factors = corpus.factors[c] if corpus.factors else np.empty((0, 2), np.uint16)
         kernels.score_asymmetric_slots(
-            planes_flat, queries.scales, queries.shifts, queries.alphas, nbytes,
-            corpus.bits[c], factors, bool(corpus.factors), rows, slots, per_query, flat,
+            *arguments, nbytes, coarse, corpus.bits[c], factors, bool(corpus.factors), rows, slots,
+            per_query, flat,
         )  # fmt: skip
     return scores

@@ -2,13 +2,18 @@
 
 Scans (``scan=``):
 
-- ``"asymmetric"`` (default): every row's asymmetric score (:mod:`.asymmetric`), a 4-bit query
-  against the stored bits; exact over the whole corpus, so the answer depends on nothing but the
-  data and the query;
+- ``"asymmetric"`` (default): the coarse scan scores every row against the query quantized to
+  ternary values (``-1, 0, 1`` times one level: two bit-planes, half the popcounts of the 4-bit
+  score) and keeps the top ``COARSE_WIDTH`` times the candidates, which are narrowed by their
+  exact asymmetric score (:mod:`.asymmetric`, the 4-bit query against the stored bits);
+- ``"asymmetric-exact"``: every row's exact asymmetric score;
 - ``"hamming"``: Hamming distance between the query's bits and the rows' (fastquant 0.1's scan);
 - ``"hamming+asymmetric"``: the Hamming top ``NARROWING_WIDTH`` times the candidates, narrowed
-  by their asymmetric scores: cheaper than the full asymmetric scan when a large batch makes the
-  scan compute-bound, and as deterministic.
+  by their asymmetric scores.
+
+Each is exact in what it computes (top lists over the whole corpus, ties by ascending id), so an
+answer depends on nothing but the data, the query and the scan: not on chunking, threads,
+backend, the batch a query comes in, or a corpus split into shards.
 
 Each keeps ``k * rescore_multiplier`` candidates (``k`` with ``rescore="none"``), which are
 rescored (int8 codes, or bits) and cut to ``k``.
@@ -34,7 +39,10 @@ from .score import no_results, score_bits, score_int8, top_by_score
 #: How candidates are rescored: against their int8 codes, their bits (BPR), or not at all.
 RESCORE_MODES = ("int8", "bits", "none")
 #: How candidates are found; see the module docstring.
-SCANS = ("asymmetric", "hamming", "hamming+asymmetric")
+SCANS = ("asymmetric", "asymmetric-exact", "hamming", "hamming+asymmetric")
+#: The coarse stage of ``"asymmetric"`` keeps this many times the candidates (measured in
+#: ``benchmarks/quality.py`` and ``benchmarks/asymmetric.py``).
+COARSE_WIDTH = 4
 #: The Hamming stage of ``"hamming+asymmetric"`` keeps this many times the candidates.
 NARROWING_WIDTH = 10
 
@@ -62,7 +70,7 @@ def query_bits(corpus: ChunkedCorpus, queries: np.ndarray) -> np.ndarray:
 class FirstPass:
     """A scan's top list before narrowing: ``keys (q, c) float32`` ascending, the negated scan
     scores (Hamming: ``2 * distance - dim``), ``ids (q, c) int64`` (ties by ascending id) and, for
-    ``"hamming+asymmetric"``, the asymmetric scores ``narrow (q, c) float32`` of those ids.
+    the scans that narrow, the exact asymmetric scores ``narrow (q, c) float32`` of those ids.
 
     The top list of a union of corpora is the merge of their top lists by ``(key, id)``, so
     shards can each scan and a client merge (``fastquant.distributed``).
@@ -73,23 +81,31 @@ class FirstPass:
     narrow: np.ndarray | None = None
 
 
+def first_pass_width(scan: str, count: int) -> int:
+    """How many rows ``scan``'s first pass keeps to end with ``count`` candidates."""
+    return count * {"asymmetric": COARSE_WIDTH, "hamming+asymmetric": NARROWING_WIDTH}.get(scan, 1)
+
+
 def first_pass(
     corpus: ChunkedCorpus, queries: np.ndarray, count: int, scan: str, backend: str, threads: int
 ) -> FirstPass:
-    """The scan of :func:`candidates` (a corpus with searchable rows), before
-    ``"hamming+asymmetric"`` narrows it to ``count``."""
+    """The scan of :func:`candidates` (a corpus with searchable rows), before the scans that
+    narrow cut it to ``count``."""
     gathered = corpus.filtered and corpus.searchable_rows <= GATHER_FRACTION * corpus.rows
-    q = queries.shape[0]
-    if scan == "asymmetric":
+    wide = first_pass_width(scan, count)
+    if scan.startswith("asymmetric"):
         planes = plane_queries(queries, corpus.centre)
+        coarse = scan == "asymmetric"
         if gathered:
             scores, ids = _gathered_top(
-                corpus, q, count, lambda lo, hi, ids: score_asymmetric(corpus, planes[lo:hi], ids)
+                corpus,
+                planes.count,
+                wide,
+                lambda lo, hi, ids: score_asymmetric(corpus, planes[lo:hi], ids, coarse),
             )
         else:
-            scores, ids = asymmetric_candidates(corpus, planes, count, backend, threads)
-        return FirstPass(-scores, ids)
-    wide = count * (NARROWING_WIDTH if scan == "hamming+asymmetric" else 1)
+            scores, ids = asymmetric_candidates(corpus, planes, wide, backend, threads, coarse)
+        return FirstPass(-scores, ids, score_asymmetric(corpus, planes, ids) if coarse else None)
     bits = query_bits(corpus, queries)
     if gathered:
 
@@ -97,15 +113,16 @@ def first_pass(
             distances = gathered_distances(corpus, bits[lo:hi], ids[0])
             return (corpus.dim - 2 * distances).astype(np.float32)
 
-        scores, ids = _gathered_top(corpus, q, wide, hamming_scores)
+        scores, ids = _gathered_top(corpus, bits.shape[0], wide, hamming_scores)
         keys = -scores
     else:
         distances, ids = hamming_candidates(corpus, bits, wide, backend, threads)
         keys = (2 * distances - corpus.dim).astype(np.float32)
     if scan == "hamming":
         return FirstPass(keys, ids)
-    narrow = score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
-    return FirstPass(keys, ids, narrow)
+    return FirstPass(
+        keys, ids, score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
+    )
 
 
 def _gathered_top(

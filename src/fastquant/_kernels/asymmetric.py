@@ -7,8 +7,9 @@ A query is given as its 4 bit-planes ``planes_flat (q * 4 * nbytes,) uint8`` (se
 ``q' . (2b - 1)``). With row factors (``factor_addresses``: per chunk, ``(rows, 2) uint16``
 bfloat16 pairs ``(f, g)``) the score is ``f * s + alpha * g`` (without, ``f = 1`` and ``g = 0``:
 the same float32 operations). Every operation is a single float32 operation in this order, so
-the NumPy reference reproduces each score bit for bit. Top-k keeps the highest scores, equal
-scores by ascending id, as negated keys in the heaps of :mod:`fastquant._kernels.topk`.
+the NumPy reference reproduces each score bit for bit. With ``coarse`` the queries are ternary,
+in ``COARSE_PLANES`` planes (half the popcounts), with their own scales and shifts. Top-k keeps
+the highest scores, equal scores by ascending id, as negated keys in the heaps of :mod:`fastquant._kernels.topk`.
 
 Chunks are scanned like the Hamming scan's (:mod:`fastquant._kernels.hamming`): every thread takes
 an equal run of all chunks' blocks, with heaps that live across chunks, merged at the end; the
@@ -21,11 +22,13 @@ import numpy as np
 from numba import carray, njit, prange
 
 from .bitplanes import (
+    COARSE_WEIGHTS,
     PLANE_WEIGHTS,
-    PLANES,
     and_popcount_byte,
     and_popcount_word,
-    bfloat16_value,
+    bfloat16_pair,
+    coarse_block_1,
+    coarse_block_4,
     plane_block_1,
     plane_block_4,
 )
@@ -34,25 +37,47 @@ from .hamming import _bytes_at, chunk_bitmap, share_of_blocks
 from .popcount import QUERIES_PER_SCAN
 from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps
 
+_PLANE_WEIGHTS = np.array(PLANE_WEIGHTS, dtype=np.int64)
+_COARSE_WEIGHTS = np.array(COARSE_WEIGHTS, dtype=np.int64)
+
+
+@njit(**INLINE_KERNEL)
+def plane_weights(coarse):
+    """``(planes,) int64``: the weight of each plane of a query (coarse: ternary)."""
+    return _COARSE_WEIGHTS if coarse else _PLANE_WEIGHTS
+
 
 @njit(**KERNEL)
 def block_plane_totals(
-    corpus_flat, planes_flat, nbytes, row_lo, row_hi, q_lo, q_hi, totals, prefetch_bytes
+    corpus_flat, planes_flat, nbytes, coarse, row_lo, row_hi, q_lo, q_hi, totals, prefetch_bytes
 ):
-    """``totals[j * SCAN_BLOCK_ROWS + r - row_lo]``: ``t`` of row ``r`` and query ``q_lo + j``,
-    trailing bytes (``nbytes % 8``) included."""
-    stride = PLANES * nbytes
+    """``totals[j * SCAN_BLOCK_ROWS + r - row_lo]``: ``t`` of row ``r`` and query ``q_lo + j``
+    (4-bit, or ternary if ``coarse``), trailing bytes (``nbytes % 8``) included."""
+    weights = plane_weights(coarse)
+    stride = weights.shape[0] * nbytes
     if q_hi - q_lo == QUERIES_PER_SCAN:
-        plane_block_4(
-            corpus_flat, row_lo, row_hi, nbytes, planes_flat, q_lo * stride, totals, 0,
-            prefetch_bytes,
-        )  # fmt: skip
+        q_off = q_lo * stride
+        if coarse:
+            coarse_block_4(
+                corpus_flat, row_lo, row_hi, nbytes, planes_flat, q_off, totals, 0, prefetch_bytes
+            )
+        else:
+            plane_block_4(
+                corpus_flat, row_lo, row_hi, nbytes, planes_flat, q_off, totals, 0, prefetch_bytes
+            )
     else:
         for qi in range(q_lo, q_hi):
-            plane_block_1(
-                corpus_flat, row_lo, row_hi, nbytes, planes_flat, qi * stride, totals, qi - q_lo,
-                prefetch_bytes,
-            )  # fmt: skip
+            q_off, col = qi * stride, qi - q_lo
+            if coarse:
+                coarse_block_1(
+                    corpus_flat, row_lo, row_hi, nbytes, planes_flat, q_off, totals, col,
+                    prefetch_bytes,
+                )  # fmt: skip
+            else:
+                plane_block_1(
+                    corpus_flat, row_lo, row_hi, nbytes, planes_flat, q_off, totals, col,
+                    prefetch_bytes,
+                )  # fmt: skip
     first_tail_byte = nbytes - nbytes % 8
     if first_tail_byte == nbytes:
         return
@@ -60,11 +85,11 @@ def block_plane_totals(
         at = r * nbytes
         for qi in range(q_lo, q_hi):
             extra = 0
-            for p in range(PLANES):
-                plane = (PLANES * qi + p) * nbytes
+            for p in range(weights.shape[0]):
+                plane = qi * stride + p * nbytes
                 for byte in range(first_tail_byte, nbytes):
                     count = and_popcount_byte(corpus_flat, at + byte, planes_flat, plane + byte)
-                    extra += count * PLANE_WEIGHTS[p]
+                    extra += count * weights[p]
             totals[(qi - q_lo) * SCAN_BLOCK_ROWS + r - row_lo] += extra
 
 
@@ -75,26 +100,21 @@ def row_score(t, scale, shift, alpha, f, g):
 
 
 @njit(**KERNEL)
-def block_factors(factors, has_factors, row_lo, row_hi, fs, gs):
-    """``fs, gs[r - row_lo]``: the float32 factors of rows ``[row_lo, row_hi)`` (1 and 0 without)."""
-    if not has_factors:
-        fs[: row_hi - row_lo] = np.float32(1.0)
-        gs[: row_hi - row_lo] = np.float32(0.0)
-        return
-    pairs = factors[2 * row_lo : 2 * row_hi]
-    for i in range(row_hi - row_lo):
-        fs[i] = bfloat16_value(pairs[2 * i])
-        gs[i] = bfloat16_value(pairs[2 * i + 1])
-
-
-@njit(**KERNEL)
-def block_keys(totals, fs, gs, scale, shift, alpha, keys, worst):
-    """``keys (m,) = -score`` of a block's rows for one query; whether any beats ``worst``."""
+def block_keys(totals, factor_pairs, has_factors, scale, shift, alpha, keys, worst):
+    """``keys (m,) = -score`` of a block's rows for one query, ``factor_pairs (m,) uint32`` their
+    bfloat16 ``(f, g)`` (ignored without factors); whether any key beats ``worst``."""
     better = False
-    for i in range(keys.shape[0]):
-        key = -row_score(totals[i], scale, shift, alpha, fs[i], gs[i])
-        keys[i] = key
-        better |= key < worst
+    if has_factors:
+        for i in range(keys.shape[0]):
+            f, g = bfloat16_pair(factor_pairs[i])
+            key = -row_score(totals[i], scale, shift, alpha, f, g)
+            keys[i] = key
+            better |= key < worst
+    else:
+        for i in range(keys.shape[0]):
+            key = -row_score(totals[i], scale, shift, alpha, np.float32(1.0), np.float32(0.0))
+            keys[i] = key
+            better |= key < worst
     return better
 
 
@@ -108,6 +128,7 @@ def scan_range(
     shifts,
     alphas,
     nbytes,
+    coarse,
     row_lo,
     row_hi,
     heap_keys,
@@ -122,24 +143,22 @@ def scan_range(
     :func:`~fastquant._kernels.hamming.is_allowed`)."""
     nq = heap_keys.shape[0]
     totals = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
-    fs = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
-    gs = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
     keys = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
     for block_lo in range(row_lo, row_hi, SCAN_BLOCK_ROWS):
         block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
         m = block_hi - block_lo
-        block_factors(factors, has_factors, block_lo, block_hi, fs, gs)
+        pairs = factors[block_lo:block_hi] if has_factors else factors
         for q_lo in range(0, nq, QUERIES_PER_SCAN):
             q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
             block_plane_totals(
-                corpus_flat, planes_flat, nbytes, block_lo, block_hi, q_lo, q_hi, totals,
+                corpus_flat, planes_flat, nbytes, coarse, block_lo, block_hi, q_lo, q_hi, totals,
                 prefetch_bytes,
             )  # fmt: skip
             for qi in range(q_lo, q_hi):
                 heap = heap_keys[qi]
                 column = (qi - q_lo) * SCAN_BLOCK_ROWS
                 if not block_keys(
-                    totals[column : column + m], fs[:m], gs[:m], scales[qi], shifts[qi],
+                    totals[column : column + m], pairs, has_factors, scales[qi], shifts[qi],
                     alphas[qi], keys[:m], heap[0],
                 ):  # fmt: skip
                     continue
@@ -170,6 +189,7 @@ def _scan_chunks(
     shifts,
     alphas,
     nbytes,
+    coarse,
     part,
     parts,
     heap_keys,
@@ -190,7 +210,7 @@ def _scan_chunks(
             factors = carray(
                 _bytes_at(factor_addresses[c] if has_factors else addresses[c]),
                 4 * n if has_factors else 0,
-            ).view(np.uint16)
+            ).view(np.uint32)
             allowed, filtered = chunk_bitmap(allow_addresses, c, n, addresses[c])
             scan_range(
                 corpus_flat,
@@ -201,6 +221,7 @@ def _scan_chunks(
                 shifts,
                 alphas,
                 nbytes,
+                coarse,
                 block_lo * SCAN_BLOCK_ROWS,
                 min(n, block_hi * SCAN_BLOCK_ROWS),
                 heap_keys,
@@ -225,6 +246,7 @@ def asymmetric_topk_serial(
     shifts,
     alphas,
     nbytes,
+    coarse,
     k,
     prefetch_bytes,
     out_keys,
@@ -244,6 +266,7 @@ def asymmetric_topk_serial(
         shifts,
         alphas,
         nbytes,
+        coarse,
         0,
         1,
         heap_keys[0],
@@ -264,6 +287,7 @@ def asymmetric_topk_parallel(
     shifts,
     alphas,
     nbytes,
+    coarse,
     k,
     threads,
     prefetch_bytes,
@@ -283,6 +307,7 @@ def asymmetric_topk_parallel(
             shifts,
             alphas,
             nbytes,
+            coarse,
             t,
             threads,
             heap_keys[t],
@@ -299,6 +324,7 @@ def score_asymmetric_slots(
     shifts,
     alphas,
     nbytes,
+    coarse,
     bits,
     factors,
     has_factors,
@@ -310,24 +336,25 @@ def score_asymmetric_slots(
     """Scores of (query, row) pairs, as the scan computes them, written to ``out`` by slot.
 
     Pair ``j`` is row ``rows[j]`` of ``bits (n, nbytes) uint8`` and query ``slots[j] //
-    per_query``; ``factors (n, 2) uint16`` (ignored unless ``has_factors``).
+    per_query``; ``factors (n, 2) uint16`` (ignored unless ``has_factors``); a 4-bit or
+    ``coarse`` query like :func:`block_plane_totals`.
     """
     bits_flat = bits.reshape(-1)
-    fs = np.empty(1, dtype=np.float32)
-    gs = np.empty(1, dtype=np.float32)
+    pairs = factors.reshape(-1).view(np.uint32)
     whole = nbytes - nbytes % 8
+    weights = plane_weights(coarse)
     for j in range(rows.shape[0]):
         r = rows[j]
         qi = slots[j] // per_query
-        at, plane = r * nbytes, PLANES * qi * nbytes
+        at = r * nbytes
         t = 0
-        for p in range(PLANES):
+        for p in range(weights.shape[0]):
+            plane = (weights.shape[0] * qi + p) * nbytes
             count = 0
             for byte in range(0, whole, 8):
                 count += and_popcount_word(bits_flat, at + byte, planes_flat, plane + byte)
             for byte in range(whole, nbytes):
                 count += and_popcount_byte(bits_flat, at + byte, planes_flat, plane + byte)
-            t += count * PLANE_WEIGHTS[p]
-            plane += nbytes
-        block_factors(factors.reshape(-1), has_factors, r, r + 1, fs, gs)
-        out[slots[j]] = row_score(t, scales[qi], shifts[qi], alphas[qi], fs[0], gs[0])
+            t += count * weights[p]
+        f, g = bfloat16_pair(pairs[r]) if has_factors else (np.float32(1.0), np.float32(0.0))
+        out[slots[j]] = row_score(t, scales[qi], shifts[qi], alphas[qi], f, g)

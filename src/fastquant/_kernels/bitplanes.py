@@ -6,8 +6,10 @@ first, like the rows), and bit 3 weighs ``-8``. For a row of bits ``b``,
 
     t = sum_j w_j b_j = sum_{p < 3} 2^p popcount(plane_p AND b) - 8 popcount(plane_3 AND b):
 
-still popcounts over the same packed bytes, four per word instead of one. ``plane_block_1`` and
-``plane_block_4`` write ``t`` for one or four queries per row, for rows ``[row_lo, row_hi)``,
+still popcounts over the same packed bytes, four per word instead of one. The coarse scan's
+ternary queries, ``u (d,)`` in ``-1..1``, are held as 2 planes, of their +1s and their -1s
+(``COARSE_WEIGHTS``): two popcounts and one subtraction per word. ``plane_block_1`` and ``plane_block_4`` (``coarse_block_1`` and
+``coarse_block_4``) write ``t`` for one or four queries per row, for rows ``[row_lo, row_hi)``,
 query by query (``dist[j * SCAN_BLOCK_ROWS + r]``), so the caller's per-query loops read them
 contiguously; the caller turns them into scores. A single query's rows are summed four at a time
 by one shuffle tree.
@@ -32,35 +34,47 @@ from .popcount import _I32, _I64, _SPECIALISED_WORDS, QUERIES_PER_SCAN, _Emitter
 PLANES = 4
 #: Weight of each plane's popcount: two's complement, the top bit negative.
 PLANE_WEIGHTS = (1, 2, 4, -8)
+#: Bit-planes of a coarse (ternary) query, and their weights: ``u_j = +1`` sets bit ``j`` of the
+#: first plane, ``u_j = -1`` of the second.
+COARSE_PLANES = 2
+COARSE_WEIGHTS = (1, -1)
 
 
 class _PlaneEmitter(_Emitter):
-    """Emits one block scan of ``n_queries`` (1 or 4) plane-encoded queries.
+    """Emits one block scan of ``n_queries`` (1 or 4) queries of ``len(weights)`` planes each.
 
-    Query ``j``'s plane ``p`` starts at byte ``q_off + (PLANES * j + p) * nbytes`` of
+    Query ``j``'s plane ``p`` starts at byte ``q_off + (len(weights) * j + p) * nbytes`` of
     ``queries``; totals go to ``dist[(col + j) * SCAN_BLOCK_ROWS + r]`` (``r`` relative to
     ``row_lo``).
     """
 
-    def __init__(self, builder, n_queries, corpus, queries, dist, nbytes, q_off, col, ahead):
+    def __init__(
+        self, builder, n_queries, weights, corpus, queries, dist, nbytes, q_off, col, ahead
+    ):
         super().__init__(builder, n_queries, corpus, queries, dist, nbytes, q_off, col, ahead)
+        self.weights = weights
         self.plane_offsets = [
-            [builder.add(q_off, builder.mul(nbytes, _i64(PLANES * j + p))) for p in range(PLANES)]
+            [
+                builder.add(q_off, builder.mul(nbytes, _i64(len(weights) * j + p)))
+                for p in range(len(weights))
+            ]
             for j in range(n_queries)
         ]
 
     def plane_sum(self, row_vector, planes):
-        """``<8 x i64>`` lanes of ``sum_p PLANE_WEIGHTS[p] popcount(row AND plane_p)``."""
+        """``<8 x i64>`` lanes of ``sum_p weights[p] popcount(row AND plane_p)`` (weights are
+        signed powers of two, the first positive)."""
         b = self.b
         total = None
-        for p, plane in enumerate(planes):
+        for weight, plane in zip(self.weights, planes):
             count = self.b.call(self.ctpop, [b.and_(row_vector, plane)])
-            if p:
-                count = b.shl(count, ir.Constant(count.type, [p] * 8))
+            shift = abs(weight).bit_length() - 1
+            if shift:
+                count = b.shl(count, ir.Constant(count.type, [shift] * 8))
             if total is None:
                 total = count
             else:
-                total = b.add(total, count) if PLANE_WEIGHTS[p] > 0 else b.sub(total, count)
+                total = b.add(total, count) if weight > 0 else b.sub(total, count)
         return total
 
     def row_totals(self, row_index_in_block, row_lo, chunks, plane_vectors):
@@ -148,7 +162,7 @@ class _PlaneEmitter(_Emitter):
             self.store_row(loop.index, [b.load(s) for s in sums])
 
 
-def _make_plane_block(n_queries: int):
+def _make_plane_block(n_queries: int, weights: tuple[int, ...]):
     @intrinsic
     def plane_block(typingctx, corpus, row_lo, row_hi, nbytes, planes, q_off, dist, col, ahead):
         signature = types.void(
@@ -163,8 +177,9 @@ def _make_plane_block(n_queries: int):
                 for i, a in ((0, corpus_), (4, planes_), (6, dist_))
             ]
             emit = _PlaneEmitter(
-                builder, n_queries, data[0], data[1], data[2], nbytes_, q_off_, col_, ahead_
-            )
+                builder, n_queries, weights, data[0], data[1], data[2], nbytes_, q_off_, col_,
+                ahead_,
+            )  # fmt: skip
             count = builder.sub(row_hi_, row_lo_)
             nwords = builder.udiv(nbytes_, _i64(8))
             done = builder.append_basic_block("planes_done")
@@ -190,10 +205,13 @@ def _make_plane_block(n_queries: int):
 #: ``plane_block_1(corpus, row_lo, row_hi, nbytes, planes, q_off, dist, col, ahead)`` writes ``t``
 #: of corpus row ``r`` and the query at byte ``q_off`` to ``dist[col * SCAN_BLOCK_ROWS + r -
 #: row_lo]``.
-plane_block_1 = _make_plane_block(1)
+plane_block_1 = _make_plane_block(1, PLANE_WEIGHTS)
 #: ``plane_block_4`` does the same for the four queries at ``q_off + j * PLANES * nbytes``, into
 #: columns 0..3.
-plane_block_4 = _make_plane_block(QUERIES_PER_SCAN)
+plane_block_4 = _make_plane_block(QUERIES_PER_SCAN, PLANE_WEIGHTS)
+#: ``coarse_block_1`` and ``coarse_block_4``: the same for ternary queries of ``COARSE_PLANES``.
+coarse_block_1 = _make_plane_block(1, COARSE_WEIGHTS)
+coarse_block_4 = _make_plane_block(QUERIES_PER_SCAN, COARSE_WEIGHTS)
 
 
 @intrinsic
@@ -218,13 +236,16 @@ def and_popcount_byte(typingctx, a, ia, b, ib):
 
 
 @intrinsic
-def bfloat16_value(typingctx, bits):
-    """The float32 whose top 16 bits are the ``uint16`` ``bits`` (bfloat16 to float32, exact)."""
-    signature = types.float32(types.uint16)
+def bfloat16_pair(typingctx, bits):
+    """The two float32 values of the ``uint32`` ``bits`` holding two bfloat16 (low half first),
+    like a little-endian ``(2,) uint16`` pair read as one word (exact)."""
+    signature = types.UniTuple(types.float32, 2)(types.uint32)
 
     def codegen(context, builder, sig, args):
-        wide = builder.shl(builder.zext(args[0], _I32), ir.Constant(_I32, 16))
-        return builder.bitcast(wide, ir.FloatType())
+        low = builder.shl(args[0], ir.Constant(_I32, 16))
+        high = builder.and_(args[0], ir.Constant(_I32, 0xFFFF0000))
+        values = [builder.bitcast(half, ir.FloatType()) for half in (low, high)]
+        return context.make_tuple(builder, sig.return_type, values)
 
     return signature, codegen
 

@@ -57,13 +57,23 @@ def centred_queries(queries, centre, out_queries, out_alphas):
 
 
 @njit(**KERNEL)
-def plane_queries(queries, centre, fractions, planes, scales, shifts, alphas):
+def plane_queries(
+    queries, centre, fractions, coarse_fractions, planes, scales, shifts, alphas, coarse_planes,
+    coarse_scales, coarse_shifts,
+):  # fmt: skip
     """Quantize each projected query ``q'`` to ``delta * w``, ``w`` in ``LOWEST..HIGHEST``.
 
     ``delta`` is ``fraction * max|q'| / (HIGHEST + 0.5)``, for the first of ``fractions (f,)
     float64`` with the least squared error. Writes ``planes (q, PLANES, ceil(d / 8)) uint8``
     (zeroed by the caller; bit ``p`` of every ``w_j & 15``, MSB first), ``scales (q,) float32`` =
     ``2 delta``, ``shifts (q,) float32`` = ``-delta * sum_j w_j`` and ``alphas (q,) float32``.
+
+    The coarse (ternary) query: ``q' ~ lam * u``, ``u_j = sign(q'_j)`` where ``|q'_j| > theta``
+    and 0 elsewhere, ``lam`` the mean ``|q'_j|`` above ``theta``, for the first ``theta = fraction
+    * rms(q')`` of ``coarse_fractions`` with the least squared error; ``coarse_planes (q,
+    COARSE_PLANES, ceil(d / 8)) uint8`` (zeroed by the caller) hold the bits of ``u_j = 1`` and
+    of ``u_j = -1``,
+    ``coarse_scales`` = ``2 lam`` and ``coarse_shifts`` = ``-lam * sum_j u_j``.
     """
     d = queries.shape[1]
     centre_norm2 = _norm2(centre)
@@ -93,3 +103,40 @@ def plane_queries(queries, centre, fractions, planes, scales, shifts, alphas):
                 planes[qi, p, j >> 3] |= np.uint8(((nibble >> p) & 1) << (7 - (j & 7)))
         scales[qi] = np.float32(2.0 * best_delta)
         shifts[qi] = np.float32(-best_delta * level_sum)
+        lam, level_sum = _ternary(projected, coarse_fractions, coarse_planes[qi])
+        coarse_scales[qi] = np.float32(2.0 * lam)
+        coarse_shifts[qi] = np.float32(-lam * level_sum)
+
+
+@njit(**INLINE_KERNEL)
+def _ternary(projected, fractions, planes):
+    """Write the ternary query of ``projected (d,) float64`` into ``planes (COARSE_PLANES,
+    nbytes)``; return its level ``lam`` and ``sum_j u_j``."""
+    d = projected.shape[0]
+    mean_square = 0.0
+    for j in range(d):
+        mean_square += projected[j] * projected[j]
+    rms = np.sqrt(mean_square / d)
+    best_error, best_theta, best_lam = np.inf, np.inf, 1.0
+    for fraction in fractions:
+        theta = fraction * rms
+        kept, kept_sum = 0, 0.0
+        for j in range(d):
+            if abs(projected[j]) > theta:
+                kept += 1
+                kept_sum += abs(projected[j])
+        lam = kept_sum / kept if kept else 1.0
+        error = 0.0
+        for j in range(d):
+            value = abs(projected[j])
+            residual = value - lam if value > theta else value
+            error += residual * residual
+        if error < best_error:
+            best_error, best_theta, best_lam = error, theta, lam
+    level_sum = 0
+    for j in range(d):
+        if abs(projected[j]) > best_theta:
+            negative = projected[j] < 0
+            level_sum += -1 if negative else 1
+            planes[1 if negative else 0, j >> 3] |= np.uint8(1 << (7 - (j & 7)))
+    return best_lam, level_sum

@@ -76,7 +76,7 @@ APPEND_SLICE_ROWS = 1 << 16
 _LOAD_ATTEMPTS = 3
 
 Rescore = Literal["int8", "bits", "none"]
-Scan = Literal["asymmetric", "hamming", "hamming+asymmetric"]
+Scan = Literal["asymmetric", "asymmetric-exact", "hamming", "hamming+asymmetric"]
 
 
 @dataclass(frozen=True)
@@ -628,11 +628,13 @@ class CorpusStore:
         Args:
             query_f32: ``(q, dim)`` float queries (or one ``(dim,)`` row), normalized like the corpus.
             k: results per query; at most ``len(self)`` are returned.
-            scan: ``"asymmetric"`` (default) scores every row's bits against the query quantized
-                to 4 bits (an estimate of ``q . x`` on a centred store); ``"hamming"`` ranks rows
-                by Hamming distance to the query's bits; ``"hamming+asymmetric"`` narrows a
-                Hamming top list 10 times as long by the asymmetric score. See
-                ``fastquant._engine.search``.
+            scan: ``"asymmetric"`` (default) scores every row's bits against the query's top 2
+                bits per dimension and narrows that top list, 4 times as long, by the asymmetric
+                score (the query quantized to 4 bits: an estimate of ``q . x`` on a centred
+                store); ``"asymmetric-exact"`` gives every row the asymmetric score;
+                ``"hamming"`` ranks rows by Hamming distance to the query's bits;
+                ``"hamming+asymmetric"`` narrows a Hamming top list 10 times as long by the
+                asymmetric score. See ``fastquant._engine.search``.
             rescore: ``"int8"`` scores the candidates with the float query against their dequantized
                 int8 codes (read from disk); ``"bits"`` with the float query against their bits
                 (``q . (2b - 1)``, BPR; the asymmetric estimate's float form on a centred store);
@@ -722,9 +724,9 @@ def _queries(snapshot: Snapshot, query_f32: Any) -> np.ndarray:
 def _scan_backend(scan: str, backend: Any) -> str:
     """``backend`` if it can run ``scan``; the asymmetric scan has no faiss or usearch engine."""
     backend = validation.choice("backend", backend, BACKEND_NAMES)
-    if scan == "asymmetric" and backend not in _engine.ASYMMETRIC_BACKENDS:
+    if scan.startswith("asymmetric") and backend not in _engine.ASYMMETRIC_BACKENDS:
         raise ValueError(
-            f"scan='asymmetric' runs on backend 'numba' or 'numpy'; {backend} scores Hamming "
+            f"scan={scan!r} runs on backend 'numba' or 'numpy'; {backend} scores Hamming "
             "distances only: use scan='hamming' or scan='hamming+asymmetric' with it"
         )
     return backend
