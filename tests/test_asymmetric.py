@@ -27,8 +27,9 @@ from fastquant._engine.asymmetric import asymmetric_candidates, score_asymmetric
 from fastquant._kernels import config
 from naive import naive_asymmetric_scores, naive_centred_codes
 
-#: Whole words, partial words, and widths past the 16 specialised ones (1100 bits: 17 words + 4 bytes).
-DIMS = [1, 3, 7, 8, 9, 63, 64, 65, 100, 384, 385, 1024, 1100]
+#: Whole words, partial words, the widths loaded four rows packed (128, 256, 384), and widths
+#: past the 16 specialised ones (1100 bits: 17 words + 4 bytes).
+DIMS = [1, 3, 7, 8, 9, 63, 64, 65, 100, 128, 256, 384, 385, 1024, 1100]
 PROPERTY = settings(deadline=None, max_examples=60)
 
 

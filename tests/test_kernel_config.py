@@ -70,14 +70,16 @@ def test_scan_uses_hardware_popcount():
         assert re.search(r"vpopcntq\s+%zmm", asm), "expected vector popcount on zmm registers"
 
 
-def test_plane_scan_uses_hardware_popcount():
-    """The asymmetric scan's bit-plane blocks: vector popcounts of AND-ed words, as the Hamming scan's."""
+@pytest.mark.parametrize("coarse", [False, True])
+def test_plane_scan_uses_hardware_popcount(coarse):
+    """The asymmetric scan's bit-plane blocks (4-bit and ternary queries): vector popcounts of
+    AND-ed words, as the Hamming scan's."""
     from fastquant._kernels.asymmetric import block_plane_totals
 
     uncached = numba.njit(**{**config.KERNEL, "cache": False})(block_plane_totals.py_func)
     corpus = np.zeros(64 * 16, dtype=np.uint8)
     totals = np.empty(4 * config.SCAN_BLOCK_ROWS, dtype=np.int32)
-    uncached(corpus, corpus[:2048], 128, 0, 8, 0, 4, totals, config.PREFETCH_BYTES)
+    uncached(corpus, corpus[:2048], 128, coarse, 0, 8, 0, 4, totals, config.PREFETCH_BYTES)
     asm = "\n".join(uncached.inspect_asm().values())
     assert "popcnt" in asm
     if _cpu_has("avx512_vpopcntdq"):

@@ -100,22 +100,23 @@ def row_score(t, scale, shift, alpha, f, g):
 
 
 @njit(**KERNEL)
-def block_keys(totals, factor_pairs, has_factors, scale, shift, alpha, keys, worst):
+def block_keys(totals, factor_pairs, has_factors, scale, shift, alpha, keys, worst, better):
     """``keys (m,) = -score`` of a block's rows for one query, ``factor_pairs (m,) uint32`` their
-    bfloat16 ``(f, g)`` (ignored without factors); whether any key beats ``worst``."""
-    better = False
+    bfloat16 ``(f, g)`` (ignored without factors); ``better (m,) uint8``: whether each key beats
+    ``worst``; whether any does."""
     if has_factors:
         for i in range(keys.shape[0]):
             f, g = bfloat16_pair(factor_pairs[i])
-            key = -row_score(totals[i], scale, shift, alpha, f, g)
-            keys[i] = key
-            better |= key < worst
+            keys[i] = -row_score(totals[i], scale, shift, alpha, f, g)
     else:
         for i in range(keys.shape[0]):
-            key = -row_score(totals[i], scale, shift, alpha, np.float32(1.0), np.float32(0.0))
-            keys[i] = key
-            better |= key < worst
-    return better
+            keys[i] = -row_score(totals[i], scale, shift, alpha, np.float32(1.0), np.float32(0.0))
+    found = 0
+    for i in range(keys.shape[0]):
+        flag = keys[i] < worst
+        better[i] = flag
+        found |= flag
+    return found != 0
 
 
 @njit(**KERNEL)
@@ -144,6 +145,8 @@ def scan_range(
     nq = heap_keys.shape[0]
     totals = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
     keys = np.empty(SCAN_BLOCK_ROWS, dtype=np.float32)
+    better = np.zeros(SCAN_BLOCK_ROWS, dtype=np.uint8)
+    flag_words = better.view(np.uint64)
     for block_lo in range(row_lo, row_hi, SCAN_BLOCK_ROWS):
         block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
         m = block_hi - block_lo
@@ -159,16 +162,21 @@ def scan_range(
                 column = (qi - q_lo) * SCAN_BLOCK_ROWS
                 if not block_keys(
                     totals[column : column + m], pairs, has_factors, scales[qi], shifts[qi],
-                    alphas[qi], keys[:m], heap[0],
+                    alphas[qi], keys[:m], heap[0], better[:m],
                 ):  # fmt: skip
                     continue
                 ids = heap_ids[qi]
                 worst = heap[0]
-                for i in range(m):
-                    # Rows arrive in ascending id, so an equal key never displaces a kept row.
-                    if keys[i] < worst and is_allowed(allowed, filtered, block_lo + i):
-                        heap_replace_root(heap, ids, keys[i], block_lo + i + id_offset)
-                        worst = heap[0]
+                # Eight flags a word: rows that did not beat the worst key at the block's start
+                # never will. Rows arrive in ascending id, so an equal key never displaces a
+                # kept row.
+                for w in range((m + 7) // 8):
+                    if flag_words[w] == 0:
+                        continue
+                    for i in range(8 * w, min(m, 8 * w + 8)):
+                        if keys[i] < worst and is_allowed(allowed, filtered, block_lo + i):
+                            heap_replace_root(heap, ids, keys[i], block_lo + i + id_offset)
+                            worst = heap[0]
 
 
 @njit(**KERNEL)

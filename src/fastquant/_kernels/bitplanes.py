@@ -8,7 +8,7 @@ first, like the rows), and bit 3 weighs ``-8``. For a row of bits ``b``,
 
 still popcounts over the same packed bytes, four per word instead of one. The coarse scan's
 ternary queries, ``u (d,)`` in ``-1..1``, are held as 2 planes, of their +1s and their -1s
-(``COARSE_WEIGHTS``): two popcounts and one subtraction per word. ``plane_block_1`` and ``plane_block_4`` (``coarse_block_1`` and
+(``COARSE_WEIGHTS``): one popcount per word, like the Hamming scan. ``plane_block_1`` and ``plane_block_4`` (``coarse_block_1`` and
 ``coarse_block_4``) write ``t`` for one or four queries per row, for rows ``[row_lo, row_hi)``,
 query by query (``dist[j * SCAN_BLOCK_ROWS + r]``), so the caller's per-query loops read them
 contiguously; the caller turns them into scores. A single query's rows are summed four at a time
@@ -28,7 +28,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .config import SCAN_BLOCK_ROWS
-from .popcount import _I32, _I64, _SPECIALISED_WORDS, QUERIES_PER_SCAN, _Emitter, _i64
+from .popcount import _I32, _I64, _MASK8, _SPECIALISED_WORDS, QUERIES_PER_SCAN, _Emitter, _i64
 
 #: Bit-planes per query: signed 4-bit query values.
 PLANES = 4
@@ -38,6 +38,9 @@ PLANE_WEIGHTS = (1, 2, 4, -8)
 #: first plane, ``u_j = -1`` of the second.
 COARSE_PLANES = 2
 COARSE_WEIGHTS = (1, -1)
+#: Row widths (64-bit words) at which four rows fill whole vectors: a single query's scan loads
+#: them packed.
+PACKED_WORDS = (2, 4, 6)
 
 
 class _PlaneEmitter(_Emitter):
@@ -63,8 +66,16 @@ class _PlaneEmitter(_Emitter):
 
     def plane_sum(self, row_vector, planes):
         """``<8 x i64>`` lanes of ``sum_p weights[p] popcount(row AND plane_p)`` (weights are
-        signed powers of two, the first positive)."""
+        signed powers of two, the first positive).
+
+        A ternary query's two planes (``COARSE_WEIGHTS``, disjoint) take one popcount:
+        ``popcount(P AND b) - popcount(N AND b) = popcount((P AND b) OR (N AND NOT b)) -
+        popcount(N)``, one ``vpternlogq``, and ``popcount(N)`` does not depend on the row."""
         b = self.b
+        if self.weights == COARSE_WEIGHTS:
+            plus, minus = planes
+            either = b.or_(b.and_(plus, row_vector), b.and_(minus, b.not_(row_vector)))
+            return b.sub(b.call(self.ctpop, [either]), b.call(self.ctpop, [minus]))
         total = None
         for weight, plane in zip(self.weights, planes):
             count = self.b.call(self.ctpop, [b.and_(row_vector, plane)])
@@ -127,18 +138,83 @@ class _PlaneEmitter(_Emitter):
         done = _i64(0)
         if self.n_queries == 1:
             groups = b.udiv(count, _i64(QUERIES_PER_SCAN))
-            with cgutils.for_range(b, groups) as loop:
-                first = b.mul(loop.index, _i64(QUERIES_PER_SCAN))
-                lanes = [
-                    self.row_totals(b.add(first, _i64(i)), row_lo, chunks, plane_vectors)[0]
-                    for i in range(QUERIES_PER_SCAN)
-                ]
-                four = self.reduce_four(lanes)
-                b.store(four, b.bitcast(self.sum_at(0, first), four.type.as_pointer()), align=4)
+            unpacked = b.icmp_unsigned("!=", self.nbytes, _i64(8 * words))
+            if words in PACKED_WORDS:
+                with b.if_else(unpacked) as (plain, packed):
+                    with plain:
+                        self.four_row_groups(groups, row_lo, chunks, plane_vectors)
+                    with packed:
+                        self.packed_groups(groups, row_lo, words)
+            else:
+                self.four_row_groups(groups, row_lo, chunks, plane_vectors)
             done = b.mul(groups, _i64(QUERIES_PER_SCAN))
         with cgutils.for_range(b, b.sub(count, done)) as loop:
             row = b.add(done, loop.index)
             self.store_row(row, self.row_totals(row, row_lo, chunks, plane_vectors))
+
+    def four_row_groups(self, groups, row_lo, chunks, plane_vectors):
+        """A single query's rows four at a time, each row loaded alone, summed by one tree."""
+        b = self.b
+        with cgutils.for_range(b, groups) as loop:
+            first = b.mul(loop.index, _i64(QUERIES_PER_SCAN))
+            lanes = [
+                self.row_totals(b.add(first, _i64(i)), row_lo, chunks, plane_vectors)[0]
+                for i in range(QUERIES_PER_SCAN)
+            ]
+            self.store_four(first, self.reduce_four(lanes))
+
+    def packed_groups(self, groups, row_lo, words):
+        """A single query's rows four at a time when four rows fill whole vectors (``words`` in
+        ``PACKED_WORDS``, no trailing bytes): ``words / 2`` full loads per four rows instead of
+        four partial ones, and no idle lanes. Lane ``l`` of vector ``z`` holds word ``8 z + l``
+        of the four rows, of row ``(8 z + l) // words``; the planes are laid out to match."""
+        b = self.b
+        vectors = words // 2
+        word_of = [[(8 * z + lane) % words for lane in range(8)] for z in range(vectors)]
+        row_of = [[(8 * z + lane) // words for lane in range(8)] for z in range(vectors)]
+        planes = [
+            [self.lanes_of_words(p_off, word_of[z]) for p_off in self.plane_offsets[0]]
+            for z in range(vectors)
+        ]
+        with cgutils.for_range(b, groups) as loop:
+            first = b.mul(loop.index, _i64(QUERIES_PER_SCAN))
+            offset = b.mul(b.add(row_lo, first), self.nbytes)
+            sums = []
+            for z in range(vectors):
+                at = b.add(offset, _i64(64 * z))
+                ahead = b.gep(self.corpus, [b.add(at, self.prefetch_bytes)])
+                b.call(
+                    self.prefetch,
+                    [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
+                )
+                sums.append(self.plane_sum(self.load_words(self.corpus, at, 8), planes[z]))
+            rows = []
+            for i in range(QUERIES_PER_SCAN):
+                total = None
+                for z in range(vectors):
+                    mine = [row == i for row in row_of[z]]
+                    if not any(mine):
+                        continue
+                    part = sums[z]
+                    if not all(mine):
+                        part = b.select(ir.Constant(_MASK8, mine), part, self.zero)
+                    total = part if total is None else b.add(total, part)
+                rows.append(total)
+            self.store_four(first, self.reduce_four(rows))
+
+    def lanes_of_words(self, offset, words):
+        """``<8 x i64>`` whose lane ``l`` is the word ``words[l]`` of the bytes at ``offset``."""
+        vector = self.zero
+        for lane, word in enumerate(words):
+            value = self.b.load(
+                self._pointer(self.queries, self.b.add(offset, _i64(8 * word)), _I64), align=1
+            )
+            vector = self.b.insert_element(vector, value, ir.Constant(_I32, lane))
+        return vector
+
+    def store_four(self, first, four):
+        """Store a single query's totals of rows ``first .. first + 3``."""
+        self.b.store(four, self.b.bitcast(self.sum_at(0, first), four.type.as_pointer()), align=4)
 
     def general_rows(self, row_lo, count, nwords):
         """Row loop for any width: whole chunks with plain loads, the last one masked."""

@@ -6,8 +6,9 @@ Shard ``i`` is a :class:`~fastquant.CorpusStore` directory; its row of id ``r`` 
 1. scan: each shard's top ``K = k * rescore_multiplier`` by the store's own scan (asymmetric
    score or Hamming distance, global id). A single store's top ``K`` takes from each shard a
    prefix of that shard's own top ``K`` (in the same ``(key, id)`` order), so merging the lists
-   gives it exactly, ties included (``"hamming+asymmetric"`` merges the wide Hamming lists with
-   their asymmetric scores, then narrows);
+   gives it exactly, ties included (the scans that narrow, the default ``"asymmetric"`` and
+   ``"hamming+asymmetric"``, merge their wide first-pass lists with the exact asymmetric scores
+   of those rows, then narrow);
 2. score: each shard owning some of those global candidates scores them against its int8 codes
    with the store's own kernel, and the client keeps the top ``k`` by ``(-score, id)``.
 
