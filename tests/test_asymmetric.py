@@ -31,6 +31,16 @@ from naive import naive_asymmetric_scores, naive_centred_codes
 #: past the 16 specialised ones (1100 bits: 17 words + 4 bytes).
 DIMS = [1, 3, 7, 8, 9, 63, 64, 65, 100, 128, 256, 384, 385, 1024, 1100]
 PROPERTY = settings(deadline=None, max_examples=60)
+#: Scan problems: odd widths, one row, k beyond the corpus, duplicate rows, sign or centred bits.
+SCAN_CASES = {
+    "seed": st.integers(0, 2**32 - 1),
+    "d": st.sampled_from(DIMS),
+    "n": st.integers(1, 300),
+    "q": st.sampled_from([1, 3, 4, 5, 9]),
+    "k": st.integers(1, 310),
+    "duplicates": st.booleans(),
+    "centred": st.booleans(),
+}
 
 
 def _data(seed: int, n: int, d: int, q: int, duplicates: bool, scale: float = 1.0):
@@ -67,15 +77,7 @@ def _assert_same(got, expected):
 
 
 @PROPERTY
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    d=st.sampled_from(DIMS),
-    n=st.integers(1, 300),
-    q=st.sampled_from([1, 3, 4, 5, 9]),
-    k=st.integers(1, 310),
-    duplicates=st.booleans(),
-    centred=st.booleans(),
-)
+@given(**SCAN_CASES)
 def test_kernel_matches_reference(seed, d, n, q, k, duplicates, centred):
     corpus, queries = _data(seed, n, d, q, duplicates)
     if centred:
@@ -95,15 +97,7 @@ def test_kernel_matches_reference(seed, d, n, q, k, duplicates, centred):
 
 
 @PROPERTY
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    d=st.sampled_from(DIMS),
-    n=st.integers(1, 300),
-    q=st.sampled_from([1, 3, 4, 5, 9]),
-    k=st.integers(1, 310),
-    duplicates=st.booleans(),
-    centred=st.booleans(),
-)
+@given(**SCAN_CASES)
 def test_coarse_kernel_matches_reference(seed, d, n, q, k, duplicates, centred):
     """The ternary queries' scan, as the default route's first stage runs it."""
     corpus, queries = _data(seed, n, d, q, duplicates)
