@@ -73,7 +73,7 @@ def test_index_search_info_verify(tmp_path, medicines_csv, capsys):
     }
 
     with TextIndex.open(store) as text_index:
-        for scan in ("asymmetric", "hamming", "hamming+asymmetric"):
+        for scan in ("asymmetric", "asymmetric-exact", "hamming", "hamming+asymmetric"):
             assert main(["search", str(store), "fever", "-k", "4", "--scan", scan, "--json"]) == 0
             hits = json.loads(capsys.readouterr().out)[0]["hits"]
             (expected,) = text_index.search("fever", 4, scan=scan)

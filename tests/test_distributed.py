@@ -157,7 +157,9 @@ def test_property_same_as_single_store(
         assert_same(got, reference.search(queries, k, rescore_multiplier=multiplier))
 
 
-@pytest.mark.parametrize("scan", ["asymmetric", "hamming", "hamming+asymmetric"])
+@pytest.mark.parametrize(
+    "scan", ["asymmetric", "asymmetric-exact", "hamming", "hamming+asymmetric"]
+)
 def test_deleted_rows_are_never_returned(client, tmp_path, scan):
     rng = np.random.default_rng(8)
     rows = tied_rows(rng, 150, DIM, 40)

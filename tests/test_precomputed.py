@@ -108,7 +108,7 @@ def test_query_vectors_are_searched_with_the_chosen_scan(tmp_path, capsys):
     options = {"k": 5, "rescore_multiplier": 1}  # few candidates: the scans disagree
     found = {}
     with TextIndex.open(store) as text_index:
-        for scan in ("asymmetric", "hamming", "hamming+asymmetric"):
+        for scan in ("asymmetric", "asymmetric-exact", "hamming", "hamming+asymmetric"):
             (result,) = text_index.search_vectors(vectors(1, seed=1), scan=scan, **options)
             found[scan] = [hit.id for hit in result.hits]
             expected = text_index.store.search(vectors(1, seed=1), scan=scan, **options)[1]

@@ -228,7 +228,9 @@ def test_reopen_sees_the_same_rows_and_search_results(tmp_path):
     np.testing.assert_array_equal(before[0], after[0])
 
 
-@pytest.mark.parametrize("scan", ["asymmetric", "hamming", "hamming+asymmetric"])
+@pytest.mark.parametrize(
+    "scan", ["asymmetric", "asymmetric-exact", "hamming", "hamming+asymmetric"]
+)
 @pytest.mark.parametrize("rescore", ["int8", "bits", "none"])
 def test_search_does_not_depend_on_the_chunk_size(tmp_path, scan, rescore):
     corpus_f32, query_f32 = _embeddings(0, 100), _embeddings(1, 4)

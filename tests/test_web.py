@@ -125,7 +125,9 @@ def test_search_page_escapes_records_and_formats_scores(index):
     assert "3 results in " in answer and " over 300 rows" in answer
 
 
-@pytest.mark.parametrize("scan", ["asymmetric", "hamming", "hamming+asymmetric"])
+@pytest.mark.parametrize(
+    "scan", ["asymmetric", "asymmetric-exact", "hamming", "hamming+asymmetric"]
+)
 def test_search_page_uses_the_chosen_scan(index, scan):
     answer = search_page(index, {"Uses": "fever"}, 5, scan)
     (expected,) = index.search("Uses: fever", 5, scan=scan)
