@@ -41,6 +41,11 @@ COARSE_WEIGHTS = (1, -1)
 #: Row widths (64-bit words) at which four rows fill whole vectors: a single query's scan loads
 #: them packed.
 PACKED_WORDS = (2, 4, 6)
+#: The ternary scan counts both planes with one popcount on rows up to this width, where it is
+#: compute-bound (384-d, one thread: 1.14 against 1.38 ns/row); on wider rows two SMT threads
+#: streaming memory-mapped rows ran slower with it than with two popcounts (1024-d: 1.25-1.47x
+#: against 1.03-1.14x the 4-bit scan's time, alternating rounds).
+ONE_POPCOUNT_WORDS = 8
 
 
 class _PlaneEmitter(_Emitter):
@@ -56,6 +61,7 @@ class _PlaneEmitter(_Emitter):
     ):
         super().__init__(builder, n_queries, corpus, queries, dist, nbytes, q_off, col, ahead)
         self.weights = weights
+        self.words = None  # row width of the loop being emitted, when specialised
         self.plane_offsets = [
             [
                 builder.add(q_off, builder.mul(nbytes, _i64(len(weights) * j + p)))
@@ -68,11 +74,13 @@ class _PlaneEmitter(_Emitter):
         """``<8 x i64>`` lanes of ``sum_p weights[p] popcount(row AND plane_p)`` (weights are
         signed powers of two, the first positive).
 
-        A ternary query's two planes (``COARSE_WEIGHTS``, disjoint) take one popcount:
-        ``popcount(P AND b) - popcount(N AND b) = popcount((P AND b) OR (N AND NOT b)) -
-        popcount(N)``, one ``vpternlogq``, and ``popcount(N)`` does not depend on the row."""
+        A ternary query's two planes (``COARSE_WEIGHTS``, disjoint) on rows of at most
+        ``ONE_POPCOUNT_WORDS`` take one popcount: ``popcount(P AND b) - popcount(N AND b) =
+        popcount((P AND b) OR (N AND NOT b)) - popcount(N)``, one ``vpternlogq``, and
+        ``popcount(N)`` does not depend on the row."""
         b = self.b
-        if self.weights == COARSE_WEIGHTS:
+        narrow = self.words is not None and self.words <= ONE_POPCOUNT_WORDS
+        if self.weights == COARSE_WEIGHTS and narrow:
             plus, minus = planes
             either = b.or_(b.and_(plus, row_vector), b.and_(minus, b.not_(row_vector)))
             return b.sub(b.call(self.ctpop, [either]), b.call(self.ctpop, [minus]))
@@ -127,6 +135,7 @@ class _PlaneEmitter(_Emitter):
         """Row loop for a width of exactly ``words`` words; planes held in registers. A single
         query's rows go four at a time through one shuffle tree, the rest one by one."""
         b = self.b
+        self.words = words
         chunks = self.chunks(words)
         plane_vectors = [
             [
@@ -219,6 +228,7 @@ class _PlaneEmitter(_Emitter):
     def general_rows(self, row_lo, count, nwords):
         """Row loop for any width: whole chunks with plain loads, the last one masked."""
         b = self.b
+        self.words = None  # a width known at run time only, past every specialised one
         full = b.udiv(nwords, _i64(8))
         tail = b.urem(nwords, _i64(8))
         with cgutils.for_range(b, count) as loop:
