@@ -9,7 +9,8 @@ bfloat16 pairs ``(f, g)``) the score is ``f * s + alpha * g`` (without, ``f = 1`
 the same float32 operations). Every operation is a single float32 operation in this order, so
 the NumPy reference reproduces each score bit for bit. With ``coarse`` the queries are ternary,
 in ``COARSE_PLANES`` planes (half the popcounts), with their own scales and shifts. Top-k keeps
-the highest scores, equal scores by ascending id, as negated keys in the heaps of :mod:`fastquant._kernels.topk`.
+the highest scores, equal scores by ascending id, as negated keys in the heaps of
+:mod:`fastquant._kernels.topk`.
 
 Chunks are scanned like the Hamming scan's (:mod:`fastquant._kernels.hamming`): every thread takes
 an equal run of all chunks' blocks, with heaps that live across chunks, merged at the end; the

@@ -8,8 +8,9 @@ first, like the rows), and bit 3 weighs ``-8``. For a row of bits ``b``,
 
 still popcounts over the same packed bytes, four per word instead of one. The coarse scan's
 ternary queries, ``u (d,)`` in ``-1..1``, are held as 2 planes, of their +1s and their -1s
-(``COARSE_WEIGHTS``): one popcount per word, like the Hamming scan. ``plane_block_1`` and ``plane_block_4`` (``coarse_block_1`` and
-``coarse_block_4``) write ``t`` for one or four queries per row, for rows ``[row_lo, row_hi)``,
+(``COARSE_WEIGHTS``): on rows up to ``ONE_POPCOUNT_WORDS`` one popcount per word, like the
+Hamming scan. ``plane_block_1`` and ``plane_block_4`` (``coarse_block_1`` and ``coarse_block_4``)
+write ``t`` for one or four queries per row, for rows ``[row_lo, row_hi)``,
 query by query (``dist[j * SCAN_BLOCK_ROWS + r]``), so the caller's per-query loops read them
 contiguously; the caller turns them into scores. A single query's rows are summed four at a time
 by one shuffle tree.
@@ -79,8 +80,8 @@ class _PlaneEmitter(_Emitter):
         popcount((P AND b) OR (N AND NOT b)) - popcount(N)``, one ``vpternlogq``, and
         ``popcount(N)`` does not depend on the row."""
         b = self.b
-        narrow = self.words is not None and self.words <= ONE_POPCOUNT_WORDS
-        if self.weights == COARSE_WEIGHTS and narrow:
+        one_popcount = self.words is not None and self.words <= ONE_POPCOUNT_WORDS
+        if self.weights == COARSE_WEIGHTS and one_popcount:
             plus, minus = planes
             either = b.or_(b.and_(plus, row_vector), b.and_(minus, b.not_(row_vector)))
             return b.sub(b.call(self.ctpop, [either]), b.call(self.ctpop, [minus]))
@@ -101,11 +102,7 @@ class _PlaneEmitter(_Emitter):
         b = self.b
         row_offset = b.mul(b.add(row_lo, row_index_in_block), self.nbytes)
         for off, _ in chunks:
-            ahead = b.gep(self.corpus, [b.add(row_offset, b.add(self.prefetch_bytes, _i64(off)))])
-            b.call(
-                self.prefetch,
-                [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
-            )
+            self.prefetch_ahead(b.add(row_offset, _i64(off)))
         sums = [self.zero] * self.n_queries
         for (off, w), per_query in zip(chunks, plane_vectors):
             row_vector = self.load_words(self.corpus, b.add(row_offset, _i64(off)), w)
@@ -191,11 +188,7 @@ class _PlaneEmitter(_Emitter):
             sums = []
             for z in range(vectors):
                 at = b.add(offset, _i64(64 * z))
-                ahead = b.gep(self.corpus, [b.add(at, self.prefetch_bytes)])
-                b.call(
-                    self.prefetch,
-                    [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
-                )
+                self.prefetch_ahead(at)
                 sums.append(self.plane_sum(self.load_words(self.corpus, at, 8), planes[z]))
             rows = []
             for i in range(QUERIES_PER_SCAN):

@@ -165,16 +165,20 @@ class _Emitter:
             self.dist, [self.b.add(self.b.mul(row_index, _i64(QUERIES_PER_SCAN)), self.col)]
         )
 
+    def prefetch_ahead(self, offset):
+        """Request the corpus cache line ``prefetch_bytes`` past byte ``offset`` (for reading)."""
+        ahead = self.b.gep(self.corpus, [self.b.add(offset, self.prefetch_bytes)])
+        self.b.call(
+            self.prefetch,
+            [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
+        )
+
     def row_sums(self, row_index_in_block, row_lo, chunks, query_vectors):
         """Prefetch ahead, then the ``<8 x i64>`` popcount sums of one row against each query."""
         b = self.b
         row_offset = b.mul(b.add(row_lo, row_index_in_block), self.nbytes)
         for off, _ in chunks:
-            ahead = b.gep(self.corpus, [b.add(row_offset, b.add(self.prefetch_bytes, _i64(off)))])
-            b.call(
-                self.prefetch,
-                [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
-            )
+            self.prefetch_ahead(b.add(row_offset, _i64(off)))
         sums = [self.zero] * self.n_queries
         for (off, w), q_vectors in zip(chunks, query_vectors):
             row_vector = self.load_words(self.corpus, b.add(row_offset, _i64(off)), w)

@@ -72,8 +72,7 @@ def plane_queries(
     and 0 elsewhere, ``lam`` the mean ``|q'_j|`` above ``theta``, for the first ``theta = fraction
     * rms(q')`` of ``coarse_fractions`` with the least squared error; ``coarse_planes (q,
     COARSE_PLANES, ceil(d / 8)) uint8`` (zeroed by the caller) hold the bits of ``u_j = 1`` and
-    of ``u_j = -1``,
-    ``coarse_scales`` = ``2 lam`` and ``coarse_shifts`` = ``-lam * sum_j u_j``.
+    of ``u_j = -1``, ``coarse_scales`` = ``2 lam`` and ``coarse_shifts`` = ``-lam * sum_j u_j``.
     """
     d = queries.shape[1]
     centre_norm2 = _norm2(centre)
