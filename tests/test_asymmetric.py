@@ -206,6 +206,65 @@ def test_coarse_queries_are_ternary_with_least_error():
     assert np.isfinite(prepared.coarse_scales).all() and np.isfinite(prepared.coarse_shifts).all()
 
 
+@settings(deadline=None, max_examples=25)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    d=st.sampled_from([7, 64, 100, 384, 385]),
+    n=st.integers(257, 3000),
+    k=st.integers(1, 60),
+    coarse=st.booleans(),
+    centred=st.booleans(),
+)
+def test_rows_skipped_by_their_totals_could_not_enter(seed, d, n, k, coarse, centred):
+    """Many blocks: once a heap is full, blocks and rows whose integer totals fall below
+    ``threshold_total`` are skipped; rows of widely varying norms (factors) and duplicates (ties
+    at the threshold) must still give the reference's answer."""
+    corpus, queries = _data(seed, n, d, 3, duplicates=True)
+    corpus *= np.random.default_rng(seed).uniform(0.05, 20.0, (n, 1)).astype(np.float32)
+    centre = corpus.mean(axis=0).astype(np.float32) if centred else None
+    if centred:
+        bits, factors = centred_bits(corpus, centre)
+    else:
+        bits, factors = quantize_embeddings(corpus, "ubinary"), None
+    view = ChunkedCorpus.of_arrays(d, bits=bits, centre=centre, factors=factors)
+    prepared = plane_queries(queries, centre)
+    expected = _reference(bits, factors, centre, queries, min(k, n), coarse=coarse)
+    for threads in (1, 2):
+        with mock.patch.object(config, "PARALLEL_MIN_WORK_BYTES", 0):
+            got = asymmetric_candidates(view, prepared, k, "numba", threads, coarse=coarse)
+        _assert_same(got, expected)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    nbytes=st.integers(1, 6),
+    coarse=st.booleans(),
+)
+def test_threshold_total_bounds_every_row_within_the_factor_bounds(seed, nbytes, coarse):
+    """Below the threshold no row with factors inside the bounds scores above the worst kept
+    score (float32, as the kernel computes it); at the threshold the bound says one could."""
+    from fastquant._kernels.asymmetric import _EVERY_ROW, row_score, threshold_total
+
+    rng = np.random.default_rng(seed)
+    most = 64 * nbytes
+    f = np.sort(rng.uniform(0.0, 2.0, 2)).astype(np.float32)
+    g = np.sort(rng.normal(0.0, 0.5, 2)).astype(np.float32)
+    scale, shift, alpha = (np.float32(v) for v in (rng.uniform(1e-3, 1.0), *rng.normal(0, 2, 2)))
+    bounds = np.array([f[0], f[1], g[0], g[1]], dtype=np.float64)
+    fs = np.concatenate([f, rng.uniform(f[0], f[1], 6).astype(np.float32)])
+    gs = np.concatenate([g, rng.uniform(g[0], g[1], 6).astype(np.float32)])
+    totals = np.arange(-most, most + 1)
+    scores = np.array(
+        [[row_score(t, scale, shift, alpha, fi, gi) for fi, gi in zip(fs, gs)] for t in totals]
+    )
+    for beaten in rng.choice(scores.reshape(-1), 20):
+        threshold = threshold_total(np.float32(-beaten), scale, shift, alpha, bounds, most)
+        if threshold == _EVERY_ROW:
+            continue
+        assert (scores[totals < threshold] <= beaten).all()
+
+
 @pytest.mark.parametrize("d", [9, 385])
 def test_candidate_scores_equal_the_scan_scores(d):
     corpus, queries = _data(5, 200, d, 5, duplicates=True)

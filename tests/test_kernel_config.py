@@ -79,7 +79,8 @@ def test_plane_scan_uses_hardware_popcount(coarse):
     uncached = numba.njit(**{**config.KERNEL, "cache": False})(block_plane_totals.py_func)
     corpus = np.zeros(64 * 16, dtype=np.uint8)
     totals = np.empty(4 * config.SCAN_BLOCK_ROWS, dtype=np.int32)
-    uncached(corpus, corpus[:2048], 128, coarse, 0, 8, 0, 4, totals, config.PREFETCH_BYTES)
+    maxima = np.empty(4, dtype=np.int32)
+    uncached(corpus, corpus[:2048], 128, coarse, 0, 8, 0, 4, totals, maxima, config.PREFETCH_BYTES)
     asm = "\n".join(uncached.inspect_asm().values())
     assert "popcnt" in asm
     if _cpu_has("avx512_vpopcntdq"):

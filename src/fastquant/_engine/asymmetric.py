@@ -21,6 +21,8 @@ query's planes and constants do not depend on the batch it comes in.
 
 from __future__ import annotations
 
+import mmap
+import weakref
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -130,6 +132,7 @@ def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: i
     nbytes = queries.planes.shape[2]
     addresses = addresses_of(corpus.bits)
     factor_addresses = addresses_of(corpus.factors)
+    bounds = chunk_factor_bounds(corpus)
     rows = np.diff(corpus.offsets)
     allow_addresses = addresses_of([corpus.chunk_allowed(c) for c in range(rows.size)])
     out_keys = np.empty((queries.count, k), dtype=np.float32)
@@ -138,16 +141,51 @@ def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: i
     work = corpus.rows * nbytes * (COARSE_PLANES if coarse else PLANES) * queries.count
     if threads == 1 or work < config.PARALLEL_MIN_WORK_BYTES:
         kernels.asymmetric_topk_serial(
-            addresses, factor_addresses, rows, allow_addresses, *arguments, nbytes, coarse, k,
-            config.PREFETCH_BYTES, out_keys, out_ids,
+            addresses, factor_addresses, bounds, rows, allow_addresses, *arguments, nbytes, coarse,
+            k, config.PREFETCH_BYTES, out_keys, out_ids,
         )  # fmt: skip
         return out_keys, out_ids
     with config.numba_threads(threads) as used:
         kernels.asymmetric_topk_parallel(
-            addresses, factor_addresses, rows, allow_addresses, *arguments, nbytes, coarse, k,
-            used, config.PREFETCH_BYTES, out_keys, out_ids,
+            addresses, factor_addresses, bounds, rows, allow_addresses, *arguments, nbytes, coarse,
+            k, used, config.PREFETCH_BYTES, out_keys, out_ids,
         )  # fmt: skip
     return out_keys, out_ids
+
+
+#: ``factor_bounds`` of read-only factor arrays (a store's maps), by ``id`` while they live.
+_BOUNDS_OF_MAPS: dict[int, np.ndarray] = {}
+
+
+def chunk_factor_bounds(corpus: ChunkedCorpus) -> np.ndarray:
+    """``(chunks, 4) float64``: each chunk's least and greatest row factors ``f``, ``g``
+    (``_kernels.asymmetric.factor_bounds``), ``1, 1, 0, 0`` without factors.
+
+    A store's factors are read-only maps of committed rows, which never change, so their bounds
+    are computed once (one read of 4 bytes a row); other arrays are read again at every search.
+    """
+    if not corpus.factors:
+        return np.tile(np.array([1.0, 1.0, 0.0, 0.0]), (len(corpus.bits), 1))
+    return np.stack([_factor_bounds(factors) for factors in corpus.factors])
+
+
+def _factor_bounds(factors: np.ndarray) -> np.ndarray:
+    if factors.flags.writeable or not isinstance(_buffer_of(factors), mmap.mmap):
+        return kernels.factor_bounds(factors.reshape(-1).view(np.uint32))
+    key = id(factors)
+    bounds = _BOUNDS_OF_MAPS.get(key)
+    if bounds is None:
+        bounds = kernels.factor_bounds(factors.reshape(-1).view(np.uint32))
+        _BOUNDS_OF_MAPS[key] = bounds
+        weakref.finalize(factors, _BOUNDS_OF_MAPS.pop, key, None)
+    return bounds
+
+
+def _buffer_of(array: np.ndarray) -> object:
+    """The object at the bottom of ``array``'s chain of bases."""
+    while isinstance(array, np.ndarray) and array.base is not None:
+        array = array.base
+    return array.obj if isinstance(array, memoryview) else array
 
 
 #: Rows the NumPy engine unpacks at a time.

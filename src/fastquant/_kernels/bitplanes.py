@@ -12,7 +12,7 @@ ternary queries, ``u (d,)`` in ``-1..1``, are held as 2 planes, of their +1s and
 Hamming scan. ``plane_block_1`` and ``plane_block_4`` (``coarse_block_1`` and ``coarse_block_4``)
 write ``t`` for one or four queries per row, for rows ``[row_lo, row_hi)``,
 query by query (``dist[j * SCAN_BLOCK_ROWS + r]``), so the caller's per-query loops read them
-contiguously; the caller turns them into scores. A single query's rows are summed four at a time
+contiguously, and return each query's largest ``t``; the caller turns them into scores. A single query's rows are summed four at a time
 by one shuffle tree.
 
 They are built like the Hamming scan of :mod:`fastquant._kernels.popcount` (whole ``<8 x i64>``
@@ -29,7 +29,17 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .config import SCAN_BLOCK_ROWS
-from .popcount import _I32, _I64, _MASK8, _SPECIALISED_WORDS, QUERIES_PER_SCAN, _Emitter, _i64
+from .popcount import (
+    _I32,
+    _I64,
+    _MASK8,
+    _SPECIALISED_WORDS,
+    _V4_I32,
+    QUERIES_PER_SCAN,
+    _Emitter,
+    _i64,
+    _shuffle,
+)
 
 #: Bit-planes per query: signed 4-bit query values.
 PLANES = 4
@@ -62,6 +72,8 @@ class _PlaneEmitter(_Emitter):
     ):
         super().__init__(builder, n_queries, corpus, queries, dist, nbytes, q_off, col, ahead)
         self.weights = weights
+        least = ir.Constant(_I32, -(2**31))
+        self.maximum = cgutils.alloca_once_value(builder, ir.Constant(_V4_I32, [least] * 4))
         self.words = None  # row width of the loop being emitted, when specialised
         self.plane_offsets = [
             [
@@ -122,11 +134,34 @@ class _PlaneEmitter(_Emitter):
         b = self.b
         if self.n_queries == 1:
             totals = [b.trunc(b.call(self.reduce_add, [lanes[0]]), _I32)]
+            undefined = ir.Constant(_V4_I32, ir.Undefined)
+            one = b.insert_element(undefined, totals[0], ir.Constant(_I32, 0))
+            four = _shuffle(b, one, undefined, [0] * QUERIES_PER_SCAN)
         else:
             four = self.reduce_four(lanes)
             totals = [b.extract_element(four, ir.Constant(_I32, j)) for j in range(self.n_queries)]
         for j, total in enumerate(totals):
             b.store(total, self.sum_at(j, row_index))
+        self.raise_maximum(four)
+
+    def raise_maximum(self, four):
+        """Lanewise ``maximum = max(maximum, four)`` (``<4 x i32>``: four rows of one query, or
+        one row of four queries)."""
+        b = self.b
+        current = b.load(self.maximum)
+        b.store(b.select(b.icmp_signed(">", four, current), four, current), self.maximum)
+
+    def maxima(self, context, return_type):
+        """The largest total written: ``int32`` for one query, a 4-tuple for four."""
+        b = self.b
+        value = b.load(self.maximum)
+        lanes = [b.extract_element(value, ir.Constant(_I32, j)) for j in range(QUERIES_PER_SCAN)]
+        if self.n_queries == 1:
+            largest = lanes[0]
+            for lane in lanes[1:]:
+                largest = b.select(b.icmp_signed(">", lane, largest), lane, largest)
+            return largest
+        return context.make_tuple(b, return_type, lanes)
 
     def specialised_rows(self, row_lo, count, words):
         """Row loop for a width of exactly ``words`` words; planes held in registers. A single
@@ -217,6 +252,7 @@ class _PlaneEmitter(_Emitter):
     def store_four(self, first, four):
         """Store a single query's totals of rows ``first .. first + 3``."""
         self.b.store(four, self.b.bitcast(self.sum_at(0, first), four.type.as_pointer()), align=4)
+        self.raise_maximum(four)
 
     def general_rows(self, row_lo, count, nwords):
         """Row loop for any width: whole chunks with plain loads, the last one masked."""
@@ -244,7 +280,8 @@ class _PlaneEmitter(_Emitter):
 def _make_plane_block(n_queries: int, weights: tuple[int, ...]):
     @intrinsic
     def plane_block(typingctx, corpus, row_lo, row_hi, nbytes, planes, q_off, dist, col, ahead):
-        signature = types.void(
+        result = types.int32 if n_queries == 1 else types.UniTuple(types.int32, QUERIES_PER_SCAN)
+        signature = result(
             corpus, types.intp, types.intp, types.intp, planes, types.intp, dist, types.intp,
             types.intp,
         )  # fmt: skip
@@ -274,19 +311,19 @@ def _make_plane_block(n_queries: int, weights: tuple[int, ...]):
             emit.general_rows(row_lo_, count, nwords)
             builder.branch(done)
             builder.position_at_end(done)
-            return context.get_dummy_value()
+            return emit.maxima(context, sig.return_type)
 
         return signature, codegen
 
     return plane_block
 
 
-#: ``plane_block_1(corpus, row_lo, row_hi, nbytes, planes, q_off, dist, col, ahead)`` writes ``t``
-#: of corpus row ``r`` and the query at byte ``q_off`` to ``dist[col * SCAN_BLOCK_ROWS + r -
-#: row_lo]``.
+#: ``plane_block_1(corpus, row_lo, row_hi, nbytes, planes, q_off, dist, col, ahead) -> int32``
+#: writes ``t`` of corpus row ``r`` and the query at byte ``q_off`` to ``dist[col *
+#: SCAN_BLOCK_ROWS + r - row_lo]`` and returns the largest one written.
 plane_block_1 = _make_plane_block(1, PLANE_WEIGHTS)
 #: ``plane_block_4`` does the same for the four queries at ``q_off + j * PLANES * nbytes``, into
-#: columns 0..3.
+#: columns 0..3, and returns their four maxima.
 plane_block_4 = _make_plane_block(QUERIES_PER_SCAN, PLANE_WEIGHTS)
 #: ``coarse_block_1`` and ``coarse_block_4``: the same for ternary queries of ``COARSE_PLANES``.
 coarse_block_1 = _make_plane_block(1, COARSE_WEIGHTS)
