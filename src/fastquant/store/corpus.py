@@ -29,6 +29,7 @@ import os
 import threading
 import zlib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -98,6 +99,13 @@ class Snapshot:
     @property
     def calibration(self) -> Calibration | None:
         return self.corpus.calibration
+
+    @cached_property
+    def query_bound(self) -> np.ndarray:
+        """``(dim,) float64`` the ``bound`` of :func:`~fastquant.validation.as_queries` for
+        searching these rows (:func:`~fastquant.validation.row_bound`)."""
+        corpus = self.corpus
+        return validation.row_bound(self.manifest.dim, corpus.calibration, corpus.centre)
 
     @property
     def live_rows(self) -> int:
@@ -628,10 +636,11 @@ class CorpusStore:
         Args:
             query_f32: ``(q, dim)`` float queries (or one ``(dim,)`` row), normalized like the corpus.
             k: results per query; at most ``len(self)`` are returned.
-            scan: ``"asymmetric"`` (default) scores every row's bits against the query's top 2
-                bits per dimension and narrows that top list, 4 times as long, by the asymmetric
-                score (the query quantized to 4 bits: an estimate of ``q . x`` on a centred
-                store); ``"asymmetric-exact"`` gives every row the asymmetric score;
+            scan: ``"asymmetric"`` (default) scores every row's bits against the query
+                quantized to ternary values and narrows that top list, 4 times as long, by the
+                asymmetric score (the query quantized to 4 bits: an estimate of ``q . x`` on a
+                centred store); a single query takes ``"asymmetric-exact"``, which gives every
+                row the asymmetric score;
                 ``"hamming"`` ranks rows by Hamming distance to the query's bits;
                 ``"hamming+asymmetric"`` narrows a Hamming top list 10 times as long by the
                 asymmetric score. See ``fastquant._engine.search``.
@@ -716,9 +725,7 @@ def _filtered(snapshot: Snapshot, filter: Any | None) -> _engine.ChunkedCorpus:
 def _queries(snapshot: Snapshot, query_f32: Any) -> np.ndarray:
     """Validated ``(q, dim) float32`` queries whose scores cannot overflow float32
     (:func:`~fastquant.validation.row_bound`)."""
-    corpus, dim = snapshot.corpus, snapshot.manifest.dim
-    bound = validation.row_bound(dim, corpus.calibration, corpus.centre)
-    return validation.as_queries(query_f32, dim, bound=bound)
+    return validation.as_queries(query_f32, snapshot.manifest.dim, bound=snapshot.query_bound)
 
 
 def _scan_backend(scan: str, backend: Any) -> str:
