@@ -151,9 +151,23 @@ def as_queries(value: Any, dim: int | None, *, bound: np.ndarray | None = None) 
     exceed ``SCORE_LIMIT`` in float32 is refused, rather than returning Inf, NaN or wrong ids.
     Without ``bound`` every dimension counts as 1.
     """
+    array = to_numpy(value)
+    if array.ndim == 1:
+        array = array[None, :]
+    if (
+        array.dtype in FLOAT_DTYPES
+        and array.ndim == 2
+        and array.size
+        and (dim is None or array.shape[1] == dim)
+    ):
+        # One pass for the usual case: NaN, Inf and float64 values beyond float32 (Inf once
+        # cast) fail the score bound too, and then the checks below name the problem.
+        with np.errstate(over="ignore", invalid="ignore"):
+            queries = np.ascontiguousarray(array, dtype=np.float32)
+            if (_largest_scores(queries, bound) <= SCORE_LIMIT).all():
+                return queries
     queries = as_float32_rows("query_f32", value, dim)
-    weights = np.ones(queries.shape[1]) if bound is None else np.asarray(bound, np.float64)
-    largest = np.abs(queries.astype(np.float64)) @ weights
+    largest = _largest_scores(queries, bound)
     if not (largest <= SCORE_LIMIT).all():
         row = int(np.argmax(~(largest <= SCORE_LIMIT)))
         raise ValueError(
@@ -161,6 +175,13 @@ def as_queries(value: Any, dim: int | None, *, bound: np.ndarray | None = None) 
             f"{largest[row]:.3g} (at most {SCORE_LIMIT:.3g}); normalize the queries"
         )
     return queries
+
+
+def _largest_scores(queries: np.ndarray, bound: np.ndarray | None) -> np.ndarray:
+    """``(q,) float64`` the largest score each of ``queries (q, d) float32`` can reach against
+    rows within ``bound (d,)`` (every dimension 1 without it)."""
+    weights = np.ones(queries.shape[1]) if bound is None else np.asarray(bound, np.float64)
+    return np.abs(queries.astype(np.float64)) @ weights
 
 
 def as_bit_rows(name: str, value: Any) -> tuple[np.ndarray, bool]:

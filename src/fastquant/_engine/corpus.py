@@ -6,6 +6,7 @@ from __future__ import annotations
 import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -98,10 +99,23 @@ class ChunkedCorpus:
         first = self.offsets[c] if self.first_ids is None else self.first_ids[c]
         return np.arange(first, first + self.offsets[c + 1] - self.offsets[c], dtype=np.int64)
 
+    @cached_property
+    def id_shift(self) -> int | None:
+        """``id - position`` when it is the same for every row (chunks without explicit ids,
+        each continuing the previous one's ids), else None."""
+        if self.first_ids is None:
+            return 0
+        if any(explicit is not None for explicit in self.ids):
+            return None
+        shifts = self.first_ids - self.offsets[:-1]
+        return int(shifts[0]) if shifts.size and (shifts == shifts[0]).all() else None
+
     def to_ids(self, positions: np.ndarray) -> np.ndarray:
         """Ids of ``positions`` (any shape, all in ``[0, rows)``)."""
         if self.first_ids is None:
             return positions
+        if self.id_shift is not None:
+            return positions + self.id_shift
         out = np.empty_like(positions)
         flat, result = positions.reshape(-1), out.reshape(-1)
         chunk = np.searchsorted(self.offsets, flat, side="right") - 1
