@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from fastquant import asymmetric_topk, centred_bits, quantize_embeddings
 from fastquant._engine import ChunkedCorpus, plane_queries
-from fastquant._engine.asymmetric import asymmetric_candidates, score_asymmetric
+from fastquant._engine.asymmetric import asymmetric_keys, score_asymmetric
 from fastquant._kernels import config
 from naive import naive_asymmetric_scores, naive_centred_codes
 
@@ -70,6 +70,12 @@ def _reference(bits, factors, centre, queries, k, coarse=False):
     return np.take_along_axis(scores, ids, axis=1), ids
 
 
+def _candidates(view, prepared, k, backend, threads, coarse):
+    """The scan's top ``k``: scores descending, ids."""
+    keys, ids = asymmetric_keys(view, prepared, k, backend, threads, coarse)
+    return -keys, ids
+
+
 def _assert_same(got, expected):
     np.testing.assert_array_equal(got[1], expected[1])
     assert got[0].dtype == np.float32 and got[1].dtype == np.int64
@@ -110,10 +116,10 @@ def test_coarse_kernel_matches_reference(seed, d, n, q, k, duplicates, centred):
     prepared = plane_queries(queries, centre)
     expected = _reference(bits, factors, centre, queries, min(k, n), coarse=True)
     for backend in ("numba", "numpy"):
-        got = asymmetric_candidates(view, prepared, k, backend, 1, coarse=True)
+        got = _candidates(view, prepared, k, backend, 1, coarse=True)
         _assert_same(got, expected)
     with mock.patch.object(config, "PARALLEL_MIN_WORK_BYTES", 0):
-        _assert_same(asymmetric_candidates(view, prepared, k, "numba", 2, coarse=True), expected)
+        _assert_same(_candidates(view, prepared, k, "numba", 2, coarse=True), expected)
     again = score_asymmetric(view, prepared, expected[1], coarse=True)
     np.testing.assert_array_equal(again.view(np.uint32), expected[0].view(np.uint32))
 
@@ -231,7 +237,7 @@ def test_rows_skipped_by_their_totals_could_not_enter(seed, d, n, k, coarse, cen
     expected = _reference(bits, factors, centre, queries, min(k, n), coarse=coarse)
     for threads in (1, 2):
         with mock.patch.object(config, "PARALLEL_MIN_WORK_BYTES", 0):
-            got = asymmetric_candidates(view, prepared, k, "numba", threads, coarse=coarse)
+            got = _candidates(view, prepared, k, "numba", threads, coarse=coarse)
         _assert_same(got, expected)
 
 

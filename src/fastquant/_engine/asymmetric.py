@@ -109,7 +109,7 @@ def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQuerie
     return PlaneQueries(planes, scales, shifts, alphas, coarse_planes, coarse_scales, coarse_shifts)
 
 
-def asymmetric_candidates(
+def asymmetric_keys(
     corpus: ChunkedCorpus,
     queries: PlaneQueries,
     k: int,
@@ -118,14 +118,12 @@ def asymmetric_candidates(
     coarse: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Global top ``min(k, searchable rows)`` by asymmetric score (``coarse``: of the ternary
-    queries): ``scores (q, k') float32`` descending and ``ids (q, k') int64`` (positions), ties by
-    ascending id."""
+    queries): ``keys (q, k') float32`` ascending, the negated scores, and ``ids (q, k') int64``
+    (positions), ties by ascending id."""
     k = min(k, corpus.searchable_rows)
     if backend == "numba":
-        keys, ids = _numba_topk(corpus, queries, k, threads, coarse)
-    else:
-        keys, ids = _numpy_topk(corpus, queries, k, coarse)
-    return -keys, ids
+        return _numba_topk(corpus, queries, k, threads, coarse)
+    return _numpy_topk(corpus, queries, k, coarse)
 
 
 def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int, coarse: bool):

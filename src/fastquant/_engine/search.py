@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .asymmetric import asymmetric_candidates, plane_queries, score_asymmetric
+from .asymmetric import asymmetric_keys, plane_queries, score_asymmetric
 from .corpus import ChunkedCorpus
 from .scan import gathered_distances, hamming_candidates
 from .score import no_results, score_bits, score_int8, top_by_score
@@ -121,9 +121,10 @@ def first_pass(
                 wide,
                 lambda lo, hi, ids: score_asymmetric(corpus, planes[lo:hi], ids, coarse),
             )
+            keys = -scores
         else:
-            scores, ids = asymmetric_candidates(corpus, planes, wide, backend, threads, coarse)
-        return FirstPass(-scores, ids, score_asymmetric(corpus, planes, ids) if coarse else None)
+            keys, ids = asymmetric_keys(corpus, planes, wide, backend, threads, coarse)
+        return FirstPass(keys, ids, score_asymmetric(corpus, planes, ids) if coarse else None)
     bits = query_bits(corpus, queries)
     if gathered:
 

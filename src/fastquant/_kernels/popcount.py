@@ -26,6 +26,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .config import PREFETCH_LOCALITY
+
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _V8 = ir.VectorType(_I64, 8)
@@ -166,12 +168,11 @@ class _Emitter:
         )
 
     def prefetch_ahead(self, offset):
-        """Request the corpus cache line ``prefetch_bytes`` past byte ``offset`` (for reading)."""
+        """Request the corpus cache line ``prefetch_bytes`` past byte ``offset`` (for reading,
+        into the cache level of ``PREFETCH_LOCALITY``)."""
         ahead = self.b.gep(self.corpus, [self.b.add(offset, self.prefetch_bytes)])
-        self.b.call(
-            self.prefetch,
-            [ahead, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)],
-        )
+        hints = [ir.Constant(_I32, value) for value in (0, PREFETCH_LOCALITY, 1)]
+        self.b.call(self.prefetch, [ahead, *hints])
 
     def row_sums(self, row_index_in_block, row_lo, chunks, query_vectors):
         """Prefetch ahead, then the ``<8 x i64>`` popcount sums of one row against each query."""
