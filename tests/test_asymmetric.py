@@ -70,6 +70,18 @@ def _reference(bits, factors, centre, queries, k, coarse=False):
     return np.take_along_axis(scores, ids, axis=1), ids
 
 
+def _stored(corpus, queries, centred):
+    """The corpus's bits (centred at its mean, or sign bits) as a ``ChunkedCorpus``, the queries
+    prepared for it, and ``(bits, factors, centre)``."""
+    centre = corpus.mean(axis=0).astype(np.float32) if centred else None
+    if centred:
+        bits, factors = centred_bits(corpus, centre)
+    else:
+        bits, factors = quantize_embeddings(corpus, "ubinary"), None
+    view = ChunkedCorpus.of_arrays(corpus.shape[1], bits=bits, centre=centre, factors=factors)
+    return view, plane_queries(queries, centre), (bits, factors, centre)
+
+
 def _candidates(view, prepared, k, backend, threads, coarse):
     """The scan's top ``k``: scores descending, ids."""
     keys, ids = asymmetric_keys(view, prepared, k, backend, threads, coarse)
@@ -107,13 +119,7 @@ def test_kernel_matches_reference(seed, d, n, q, k, duplicates, centred):
 def test_coarse_kernel_matches_reference(seed, d, n, q, k, duplicates, centred):
     """The ternary queries' scan, as the default route's first stage runs it."""
     corpus, queries = _data(seed, n, d, q, duplicates)
-    centre = corpus.mean(axis=0).astype(np.float32) if centred else None
-    if centred:
-        bits, factors = centred_bits(corpus, centre)
-    else:
-        bits, factors = quantize_embeddings(corpus, "ubinary"), None
-    view = ChunkedCorpus.of_arrays(d, bits=bits, centre=centre, factors=factors)
-    prepared = plane_queries(queries, centre)
+    view, prepared, (bits, factors, centre) = _stored(corpus, queries, centred)
     expected = _reference(bits, factors, centre, queries, min(k, n), coarse=True)
     for backend in ("numba", "numpy"):
         got = _candidates(view, prepared, k, backend, 1, coarse=True)
@@ -227,13 +233,7 @@ def test_rows_skipped_by_their_totals_could_not_enter(seed, d, n, k, coarse, cen
     at the threshold) must still give the reference's answer."""
     corpus, queries = _data(seed, n, d, 3, duplicates=True)
     corpus *= np.random.default_rng(seed).uniform(0.05, 20.0, (n, 1)).astype(np.float32)
-    centre = corpus.mean(axis=0).astype(np.float32) if centred else None
-    if centred:
-        bits, factors = centred_bits(corpus, centre)
-    else:
-        bits, factors = quantize_embeddings(corpus, "ubinary"), None
-    view = ChunkedCorpus.of_arrays(d, bits=bits, centre=centre, factors=factors)
-    prepared = plane_queries(queries, centre)
+    view, prepared, (bits, factors, centre) = _stored(corpus, queries, centred)
     expected = _reference(bits, factors, centre, queries, min(k, n), coarse=coarse)
     for threads in (1, 2):
         with mock.patch.object(config, "PARALLEL_MIN_WORK_BYTES", 0):
