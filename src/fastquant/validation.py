@@ -154,27 +154,26 @@ def as_queries(value: Any, dim: int | None, *, bound: np.ndarray | None = None) 
     array = to_numpy(value)
     if array.ndim == 1:
         array = array[None, :]
-    if (
-        array.dtype in FLOAT_DTYPES
-        and array.ndim == 2
-        and array.size
-        and (dim is None or array.shape[1] == dim)
-    ):
-        # One pass for the usual case: NaN, Inf and float64 values beyond float32 (Inf once
-        # cast) fail the score bound too, and then the checks below name the problem.
-        with np.errstate(over="ignore", invalid="ignore"):
-            queries = np.ascontiguousarray(array, dtype=np.float32)
-            if (_largest_scores(queries, bound) <= SCORE_LIMIT).all():
+    require_float("query_f32", array)
+    require_ndim("query_f32", array, 2)
+    require_non_empty("query_f32", array)
+    # One pass for the usual case: NaN, Inf and float64 values beyond float32 (Inf once cast)
+    # fail the score bound too; only then do the checks below name the problem.
+    with np.errstate(over="ignore", invalid="ignore"):
+        queries = np.ascontiguousarray(array, dtype=np.float32)
+        if dim is None or queries.shape[1] == dim:
+            largest = _largest_scores(queries, bound)
+            if (largest <= SCORE_LIMIT).all():
                 return queries
-    queries = as_float32_rows("query_f32", value, dim)
-    largest = _largest_scores(queries, bound)
-    if not (largest <= SCORE_LIMIT).all():
-        row = int(np.argmax(~(largest <= SCORE_LIMIT)))
-        raise ValueError(
-            f"query_f32 row {row} is too large to score in float32: its scores could reach "
-            f"{largest[row]:.3g} (at most {SCORE_LIMIT:.3g}); normalize the queries"
-        )
-    return queries
+    require_finite("query_f32", array)
+    require_float32_range("query_f32", array)
+    if dim is not None:
+        require_dim("query_f32", array, dim)
+    row = int(np.argmax(~(largest <= SCORE_LIMIT)))
+    raise ValueError(
+        f"query_f32 row {row} is too large to score in float32: its scores could reach "
+        f"{largest[row]:.3g} (at most {SCORE_LIMIT:.3g}); normalize the queries"
+    )
 
 
 def _largest_scores(queries: np.ndarray, bound: np.ndarray | None) -> np.ndarray:
