@@ -93,6 +93,19 @@ def naive_centred_codes(x: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, 
     return bits, np.stack([naive_bfloat16(f), naive_bfloat16(along)], axis=1)
 
 
+def naive_digit_values(planes: np.ndarray) -> np.ndarray:
+    """``(q, 8 nbytes) int64`` values of queries held as ``planes (q, 2 m, nbytes) uint8``: plane
+    ``2 k`` has the bits whose digit ``k`` is +1, plane ``2 k + 1`` those whose digit is -1, and a
+    value is ``sum_k 3^k digit_k``. Raises if a bit is in both planes of a digit."""
+    values = 0
+    for k in range(planes.shape[1] // 2):
+        plus, minus = (np.unpackbits(planes[:, 2 * k + i], axis=1).astype(np.int64) for i in (0, 1))
+        if (plus & minus).any():
+            raise ValueError(f"digit {k} has a bit set in both its planes")
+        values = values + 3**k * (plus - minus)
+    return values
+
+
 def naive_asymmetric_scores(
     planes: np.ndarray,
     scales: np.ndarray,
@@ -103,23 +116,14 @@ def naive_asymmetric_scores(
 ) -> np.ndarray:
     """``(q, n) float32`` asymmetric scores of every row of ``bits (n, nbytes) uint8``.
 
-    ``planes (q, 4, nbytes) uint8`` are the queries' signed 4-bit values as the bit-planes of
-    their two's complement nibbles; ``planes (q, 2, nbytes)`` are ternary queries, the bits of
-    their +1s and of their -1s. The integer ``t = sum_j w_j b_j`` is built from the unpacked
+    ``planes (q, 2 m, nbytes) uint8`` hold the queries' values in ``m`` balanced-ternary digits
+    (:func:`naive_digit_values`): 3 for signed 4-bit queries, 1 for ternary ones. The integer ``t = sum_j w_j b_j`` is built from the unpacked
     values and bits, and turned into ``scale * t + shift`` and, with ``factors (n, 2) uint16``
     (bfloat16 ``f, g``), ``f * s + alpha * g``: the same float32 operations as the kernels, in
     the same order.
     """
     unpacked = np.unpackbits(bits, axis=1).astype(np.int64)
-    planes_bits = [
-        np.unpackbits(planes[:, p], axis=1).astype(np.int64) for p in range(planes.shape[1])
-    ]
-    if len(planes_bits) == 2:
-        values = planes_bits[0] - planes_bits[1]
-    else:
-        nibbles = sum(bit << p for p, bit in enumerate(planes_bits))
-        values = np.where(nibbles >= 8, nibbles - 16, nibbles)  # two's complement
-    t = values @ unpacked.T
+    t = naive_digit_values(planes) @ unpacked.T
     scores = scales[:, None] * t.astype(np.float32) + shifts[:, None]
     if factors is not None:
         f, g = ((factors[:, i].astype(np.uint32) << 16).view(np.float32) for i in range(2))

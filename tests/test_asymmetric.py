@@ -25,7 +25,7 @@ from fastquant import asymmetric_topk, centred_bits, quantize_embeddings
 from fastquant._engine import ChunkedCorpus, plane_queries
 from fastquant._engine.asymmetric import asymmetric_keys, score_asymmetric
 from fastquant._kernels import config
-from naive import naive_asymmetric_scores, naive_centred_codes
+from naive import naive_asymmetric_scores, naive_centred_codes, naive_digit_values
 
 #: Whole words, partial words, the widths loaded four rows packed (128, 256, 384), and widths
 #: past the 16 specialised ones (1100 bits: 17 words + 4 bytes).
@@ -174,16 +174,14 @@ def test_query_preparation_does_not_depend_on_the_batch(d):
 
 
 def test_query_preparation_quantizes_to_signed_4_bits_with_least_error():
-    """Values -8..7; the chosen scale reconstructs the query at least as well as the scale of
+    """Values -8..7 (three balanced-ternary digits, no bit in both planes of a digit); the
+    chosen scale reconstructs the query at least as well as the scale of
     the full range (``max |q| / 7.5``) does; a zero query gives no NaN."""
     rng = np.random.default_rng(3)
     queries = rng.standard_normal((50, 64)).astype(np.float32)
     queries[0] = 0
     prepared = plane_queries(queries, None)
-    nibbles = sum(
-        np.unpackbits(prepared.planes[:, p], axis=1).astype(np.int64) << p for p in range(4)
-    )
-    values = np.where(nibbles >= 8, nibbles - 16, nibbles)
+    values = naive_digit_values(prepared.planes)
     assert values.min() >= -8 and values.max() <= 7
     deltas = prepared.scales.astype(np.float64) / 2
     error = ((queries - deltas[:, None] * values) ** 2).sum(axis=1)

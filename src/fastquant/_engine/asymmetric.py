@@ -8,7 +8,8 @@ The estimator (RaBitQ's, with the query centred by projection):
 - a query ``q`` loses its component along ``c``: ``alpha = (q . c) / |c|^2``, ``q' = q - alpha c``,
   then ``q'`` is quantized to signed 4 bits per dimension, ``q' ~ delta * w`` with ``w`` in
   ``-8..7``, the scale ``delta`` chosen per query for the least squared error among ranges of
-  40% to 100% of ``max |q'|``; ``w`` is held as the 4 bit-planes of its two's complement;
+  40% to 100% of ``max |q'|``; ``w`` is held as its three balanced-ternary digits, two
+  bit-planes each (``_kernels.bitplanes``);
 - ``t = sum_j w_j b_j`` is integer popcount work (``_kernels.asymmetric``), and
   ``q' . (2b - 1) ~ delta * (2 t - sum_j w_j)``;
 - ``q . x = q' . r + alpha (r . c) + q . c ~ f * (q' . (2b - 1)) + alpha * g + q . c``.
@@ -35,8 +36,6 @@ from .._kernels.hamming import addresses_of
 from .corpus import ChunkedCorpus, chunk_segments
 from .scan import merge_sorted
 
-#: Query bits per dimension (bit-planes).
-QUERY_BITS = PLANES
 #: Fractions of ``max |q'|`` tried as the quantization range; the least squared error wins.
 _RANGE_FRACTIONS = np.linspace(0.4, 1.0, 13)
 #: Fractions of ``rms(q')`` tried as the ternary query's threshold; the least squared error wins.
@@ -49,7 +48,8 @@ ASYMMETRIC_BACKENDS = ("numba", "numpy")
 class PlaneQueries:
     """Queries prepared for the asymmetric scan.
 
-    ``planes (q, 4, ceil(d / 8)) uint8``: bit ``p`` of every ``w_j & 15`` packed MSB first;
+    ``planes (q, 6, ceil(d / 8)) uint8``: the planes ``P_0, N_0, P_1, N_1, P_2, N_2`` of the
+    balanced-ternary digits of ``w`` (``_kernels.bitplanes``), packed MSB first;
     ``scales``, ``shifts``, ``alphas`` ``(q,) float32``: ``2 delta``, ``-delta * sum_j w_j`` and
     ``alpha``; ``coarse_planes (q, 2, ceil(d / 8)) uint8``, ``coarse_scales``, ``coarse_shifts``:
     the same for the ternary query of the coarse scan (``_kernels.queries.plane_queries``).
@@ -97,7 +97,7 @@ def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQuerie
     q, d = queries.shape
     centre = np.zeros(d, np.float32) if centre is None else centre
     nbytes = (d + 7) // 8
-    planes = np.zeros((q, QUERY_BITS, nbytes), dtype=np.uint8)
+    planes = np.zeros((q, PLANES, nbytes), dtype=np.uint8)
     coarse_planes = np.zeros((q, COARSE_PLANES, nbytes), dtype=np.uint8)
     scales, shifts, alphas, coarse_scales, coarse_shifts = (
         np.empty(q, dtype=np.float32) for _ in range(5)

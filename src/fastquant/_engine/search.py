@@ -3,8 +3,8 @@
 Scans (``scan=``):
 
 - ``"asymmetric"`` (default): a batch of queries takes the coarse scan, which scores every row
-  against the query quantized to ternary values (``-1, 0, 1`` times one level: two bit-planes,
-  half the popcounts of the 4-bit score) and keeps the top ``COARSE_WIDTH`` times the
+  against the query quantized to ternary values (``-1, 0, 1`` times one level: one digit, a
+  third of the popcounts of the 4-bit score) and keeps the top ``COARSE_WIDTH`` times the
   candidates, which are narrowed by their exact asymmetric score (:mod:`.asymmetric`, the 4-bit
   query against the stored bits). A batch of fewer than ``COARSE_MIN_BATCH`` queries (one query)
   takes ``"asymmetric-exact"``: its scan is bound by reading the rows, not by popcounts, so the

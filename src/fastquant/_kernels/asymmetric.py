@@ -1,14 +1,14 @@
 """Asymmetric top-k: packed bit rows scored against 4-bit queries, corpus-parallel over chunks.
 
-A query is given as its 4 bit-planes ``planes_flat (q * 4 * nbytes,) uint8`` (see
-:mod:`fastquant._kernels.bitplanes`) with per-query float32 ``scales``, ``shifts``, ``alphas``
+A query is given as the 6 bit-planes of its balanced-ternary digits ``planes_flat (q * 6 *
+nbytes,) uint8`` (see :mod:`fastquant._kernels.bitplanes`) with per-query float32 ``scales``, ``shifts``, ``alphas``
 (q,). For row bits ``b`` the kernel computes the integer ``t = sum_j w_j b_j`` of the signed
 4-bit query values ``w`` and the float32 score ``s = scale * t + shift`` (an estimate of
 ``q' . (2b - 1)``). With row factors (``factor_addresses``: per chunk, ``(rows, 2) uint16``
 bfloat16 pairs ``(f, g)``) the score is ``f * s + alpha * g`` (without, ``f = 1`` and ``g = 0``:
 the same float32 operations). Every operation is a single float32 operation in this order, so
 the NumPy reference reproduces each score bit for bit. With ``coarse`` the queries are ternary,
-in ``COARSE_PLANES`` planes (half the popcounts), with their own scales and shifts. Top-k keeps
+in ``COARSE_PLANES`` planes (one digit: a third of the popcounts), with their own scales and shifts. Top-k keeps
 the highest scores, equal scores by ascending id, as negated keys in the heaps of
 :mod:`fastquant._kernels.topk`.
 
@@ -31,11 +31,11 @@ from numba import carray, njit, prange
 from .bitplanes import (
     COARSE_WEIGHTS,
     PLANE_WEIGHTS,
-    and_popcount_byte,
-    and_popcount_word,
     bfloat16_pair,
     coarse_block_1,
     coarse_block_4,
+    digit_count_byte,
+    digit_count_word,
     plane_block_1,
     plane_block_4,
 )
@@ -53,6 +53,44 @@ _COARSE_WEIGHTS = np.array(COARSE_WEIGHTS, dtype=np.int64)
 def plane_weights(coarse):
     """``(planes,) int64``: the weight of each plane of a query (coarse: ternary)."""
     return _COARSE_WEIGHTS if coarse else _PLANE_WEIGHTS
+
+
+@njit(**KERNEL)
+def digit_offset(planes_flat, first_plane, nbytes, weights, byte_lo):
+    """``sum_k 3^k popcount(N_k)`` over bytes ``byte_lo`` to ``nbytes`` of the query whose planes
+    start at byte ``first_plane``: what its raw totals (:mod:`fastquant._kernels.bitplanes`) over
+    those bytes exceed its totals by."""
+    whole = byte_lo + (nbytes - byte_lo) // 8 * 8
+    offset = 0
+    for p in range(1, weights.shape[0], 2):
+        minus = first_plane + p * nbytes
+        count = 0
+        # (N AND N) OR (NOT N AND N) = N: the digit count of N against itself is popcount(N).
+        for byte in range(byte_lo, whole, 8):
+            at = minus + byte
+            count += digit_count_word(planes_flat, at, planes_flat, at, at)
+        for byte in range(whole, nbytes):
+            at = minus + byte
+            count += digit_count_byte(planes_flat, at, planes_flat, at, at)
+        offset += weights[p - 1] * count
+    return offset
+
+
+@njit(**INLINE_KERNEL)
+def raw_total(bits_flat, at, planes_flat, first_plane, nbytes, weights, byte_lo):
+    """Raw total of the row at byte ``at`` and the query at ``first_plane``, over bytes
+    ``byte_lo`` to ``nbytes``: whole words, then single bytes."""
+    whole = byte_lo + (nbytes - byte_lo) // 8 * 8
+    total = 0
+    for p in range(0, weights.shape[0], 2):
+        plus, minus = first_plane + p * nbytes, first_plane + (p + 1) * nbytes
+        count = 0
+        for byte in range(byte_lo, whole, 8):
+            count += digit_count_word(bits_flat, at + byte, planes_flat, plus + byte, minus + byte)
+        for byte in range(whole, nbytes):
+            count += digit_count_byte(bits_flat, at + byte, planes_flat, plus + byte, minus + byte)
+        total += weights[p] * count
+    return total
 
 
 @njit(**KERNEL)
@@ -94,19 +132,18 @@ def block_plane_totals(
     if first_tail_byte == nbytes:
         return
     for qi in range(q_lo, q_hi):
-        maxima[qi - q_lo] = _EVERY_ROW
-    for r in range(row_lo, row_hi):
-        at = r * nbytes
-        for qi in range(q_lo, q_hi):
-            extra = 0
-            for p in range(weights.shape[0]):
-                plane = qi * stride + p * nbytes
-                for byte in range(first_tail_byte, nbytes):
-                    count = and_popcount_byte(corpus_flat, at + byte, planes_flat, plane + byte)
-                    extra += count * weights[p]
-            slot = (qi - q_lo) * SCAN_BLOCK_ROWS + r - row_lo
-            totals[slot] += extra
-            maxima[qi - q_lo] = max(maxima[qi - q_lo], totals[slot])
+        first_plane = qi * stride
+        offset = digit_offset(planes_flat, first_plane, nbytes, weights, first_tail_byte)
+        column = (qi - q_lo) * SCAN_BLOCK_ROWS
+        largest = _EVERY_ROW
+        for r in range(row_lo, row_hi):
+            slot = column + r - row_lo
+            tail = raw_total(
+                corpus_flat, r * nbytes, planes_flat, first_plane, nbytes, weights, first_tail_byte
+            )
+            totals[slot] += tail - offset
+            largest = max(largest, totals[slot])
+        maxima[qi - q_lo] = largest
 
 
 @njit(**INLINE_KERNEL)
@@ -437,23 +474,18 @@ def score_asymmetric_slots(
     """
     bits_flat = bits.reshape(-1)
     pairs = factors.reshape(-1).view(np.uint32)
-    whole = nbytes - nbytes % 8
     weights = plane_weights(coarse)
+    stride = weights.shape[0] * nbytes
+    offsets = np.empty(planes_flat.shape[0] // max(stride, 1), dtype=np.int64)
+    for qi in range(offsets.shape[0]):
+        offsets[qi] = digit_offset(planes_flat, qi * stride, nbytes, weights, 0)
     for j in range(rows.shape[0]):
         prefetch_ahead(bits, rows, j)
         if has_factors:
             prefetch_ahead(factors, rows, j)
         r = rows[j]
         qi = slots[j] // per_query
-        at = r * nbytes
-        t = 0
-        for p in range(weights.shape[0]):
-            plane = (weights.shape[0] * qi + p) * nbytes
-            count = 0
-            for byte in range(0, whole, 8):
-                count += and_popcount_word(bits_flat, at + byte, planes_flat, plane + byte)
-            for byte in range(whole, nbytes):
-                count += and_popcount_byte(bits_flat, at + byte, planes_flat, plane + byte)
-            t += count * weights[p]
+        t = raw_total(bits_flat, r * nbytes, planes_flat, qi * stride, nbytes, weights, 0)
+        t -= offsets[qi]
         f, g = bfloat16_pair(pairs[r]) if has_factors else (np.float32(1.0), np.float32(0.0))
         out[slots[j]] = row_score(t, scales[qi], shifts[qi], alphas[qi], f, g)

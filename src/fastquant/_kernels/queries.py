@@ -1,4 +1,5 @@
-"""Queries prepared for the asymmetric scan: centred by projection, quantized to 4-bit planes.
+"""Queries prepared for the asymmetric scan: centred by projection, quantized to 4 bits, held
+as the bit-planes of their balanced-ternary digits.
 
 Every operation is float64 in a fixed order (no fastmath), one query at a time, so a query's
 planes and constants depend neither on the batch it comes in nor on the process that compiled
@@ -10,11 +11,27 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .bitplanes import PLANES
+from .bitplanes import PLANES, QUERY_BITS
 from .config import INLINE_KERNEL, KERNEL
 
-#: The signed 4-bit levels: two's complement nibbles.
-LOWEST, HIGHEST = -(1 << (PLANES - 1)), (1 << (PLANES - 1)) - 1
+#: The signed 4-bit levels.
+LOWEST, HIGHEST = -(1 << (QUERY_BITS - 1)), (1 << (QUERY_BITS - 1)) - 1
+
+
+def _balanced_ternary(level: int, digits: int) -> list[int]:
+    """The ``digits`` balanced-ternary digits (in -1..1, least significant first) of ``level``."""
+    out = []
+    for _ in range(digits):
+        digit = (level + 1) % 3 - 1
+        out.append(digit)
+        level = (level - digit) // 3
+    return out
+
+
+#: ``(HIGHEST - LOWEST + 1, PLANES // 2) int64``: the digits of every level, from ``LOWEST``.
+_DIGITS = np.array(
+    [_balanced_ternary(level, PLANES // 2) for level in range(LOWEST, HIGHEST + 1)], dtype=np.int64
+)
 
 
 @njit(**INLINE_KERNEL)
@@ -65,7 +82,8 @@ def plane_queries(
 
     ``delta`` is ``fraction * max|q'| / (HIGHEST + 0.5)``, for the first of ``fractions (f,)
     float64`` with the least squared error. Writes ``planes (q, PLANES, ceil(d / 8)) uint8``
-    (zeroed by the caller; bit ``p`` of every ``w_j & 15``, MSB first), ``scales (q,) float32`` =
+    (zeroed by the caller; bit ``j`` of plane ``2 k`` (``2 k + 1``) set where the balanced-ternary
+    digit ``k`` of ``w_j`` is 1 (-1), MSB first), ``scales (q,) float32`` =
     ``2 delta``, ``shifts (q,) float32`` = ``-delta * sum_j w_j`` and ``alphas (q,) float32``.
 
     The coarse (ternary) query: ``q' ~ lam * u``, ``u_j = sign(q'_j)`` where ``|q'_j| > theta``
@@ -97,9 +115,11 @@ def plane_queries(
         for j in range(d):
             level = np.int64(_level(projected[j], best_delta))
             level_sum += level
-            nibble = level & ((1 << PLANES) - 1)
-            for p in range(PLANES):
-                planes[qi, p, j >> 3] |= np.uint8(((nibble >> p) & 1) << (7 - (j & 7)))
+            for k in range(PLANES // 2):
+                digit = _DIGITS[level - LOWEST, k]
+                if digit != 0:
+                    p = 2 * k + (1 if digit < 0 else 0)
+                    planes[qi, p, j >> 3] |= np.uint8(1 << (7 - (j & 7)))
         scales[qi] = np.float32(2.0 * best_delta)
         shifts[qi] = np.float32(-best_delta * level_sum)
         lam, level_sum = _ternary(projected, coarse_fractions, coarse_planes[qi])
