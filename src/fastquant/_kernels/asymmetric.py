@@ -41,7 +41,7 @@ from .bitplanes import (
 )
 from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
 from .hamming import _bytes_at, chunk_bitmap, share_of_blocks
-from .hints import prefetch_ahead
+from .hints import prefetch_ahead, prefetch_element
 from .popcount import QUERIES_PER_SCAN
 from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps
 
@@ -217,6 +217,24 @@ def rows_reaching(totals, threshold, flags):
         flags[i] = totals[i] >= threshold
 
 
+@njit(**INLINE_KERNEL)
+def _offer_held(
+    heap, ids, held_rows, held_totals, first, count, factors, has_factors, scale, shift, alpha,
+    id_offset, allowed, filtered,
+):  # fmt: skip
+    """Score the ``count`` rows held at ``first`` (ascending) and offer them to one heap."""
+    one, zero = np.float32(1.0), np.float32(0.0)
+    worst = heap[0]
+    for i in range(first, first + count):
+        r = held_rows[i]
+        f, g = bfloat16_pair(factors[r]) if has_factors else (one, zero)
+        key = -row_score(held_totals[i], scale, shift, alpha, f, g)
+        # Rows arrive in ascending id, so an equal key never displaces a kept row.
+        if key < worst and is_allowed(allowed, filtered, r):
+            heap_replace_root(heap, ids, key, r + id_offset)
+            worst = heap[0]
+
+
 @njit(**KERNEL)
 def scan_range(
     corpus_flat,
@@ -244,17 +262,21 @@ def scan_range(
 
     A block's integer plane totals are first compared with the least total that can beat the
     heap's worst key (:func:`threshold_total`, recomputed when that key changes); only rows at or
-    above it have their factors read and their score computed.
+    above it are scored. They are held until the next block's totals are counted, while their
+    factors, scattered and rarely cached, are fetched (``prefetch_element``), then offered in
+    ascending id. A threshold set before they are offered is only lower than needed.
     """
     nq = heap_keys.shape[0]
     totals = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
     maxima = np.empty(QUERIES_PER_SCAN, dtype=np.int32)
     reaching = np.zeros(SCAN_BLOCK_ROWS, dtype=np.uint8)
     flag_words = reaching.view(np.uint64)
+    held_rows = np.empty(nq * SCAN_BLOCK_ROWS, dtype=np.int64)
+    held_totals = np.empty(nq * SCAN_BLOCK_ROWS, dtype=np.int32)
+    held = np.zeros(nq, dtype=np.int64)
     thresholds = np.full(nq, _EVERY_ROW, dtype=np.int32)
     threshold_worst = np.full(nq, np.nan, dtype=np.float32)
     most = np.int64(64) * nbytes  # |t| <= 8 * bits: query values lie in -8..7 (ternary: -1..1)
-    one, zero = np.float32(1.0), np.float32(0.0)
     for block_lo in range(row_lo, row_hi, SCAN_BLOCK_ROWS):
         block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
         m = block_hi - block_lo
@@ -266,6 +288,14 @@ def scan_range(
             )  # fmt: skip
             for qi in range(q_lo, q_hi):
                 heap = heap_keys[qi]
+                first = qi * SCAN_BLOCK_ROWS
+                if held[qi]:
+                    _offer_held(
+                        heap, heap_ids[qi], held_rows, held_totals, first, held[qi], factors,
+                        has_factors, scales[qi], shifts[qi], alphas[qi], id_offset, allowed,
+                        filtered,
+                    )  # fmt: skip
+                    held[qi] = 0
                 worst = heap[0]
                 if worst != threshold_worst[qi]:
                     thresholds[qi] = threshold_total(
@@ -277,22 +307,25 @@ def scan_range(
                 column = (qi - q_lo) * SCAN_BLOCK_ROWS
                 block_totals = totals[column : column + m]
                 rows_reaching(block_totals, thresholds[qi], reaching[:m])
-                ids = heap_ids[qi]
-                scale, shift, alpha = scales[qi], shifts[qi], alphas[qi]
-                # Eight flags a word. Rows arrive in ascending id, so an equal key never displaces
-                # a kept row.
-                for w in range((m + 7) // 8):
+                count = 0
+                for w in range((m + 7) // 8):  # eight flags a word
                     if flag_words[w] == 0:
                         continue
                     for i in range(8 * w, min(m, 8 * w + 8)):
-                        if not reaching[i]:
-                            continue
-                        r = block_lo + i
-                        f, g = bfloat16_pair(factors[r]) if has_factors else (one, zero)
-                        key = -row_score(block_totals[i], scale, shift, alpha, f, g)
-                        if key < worst and is_allowed(allowed, filtered, r):
-                            heap_replace_root(heap, ids, key, r + id_offset)
-                            worst = heap[0]
+                        if reaching[i]:
+                            held_rows[first + count] = block_lo + i
+                            held_totals[first + count] = block_totals[i]
+                            if has_factors:
+                                prefetch_element(factors, block_lo + i)
+                            count += 1
+                held[qi] = count
+    for qi in range(nq):
+        if held[qi]:
+            _offer_held(
+                heap_keys[qi], heap_ids[qi], held_rows, held_totals, qi * SCAN_BLOCK_ROWS,
+                held[qi], factors, has_factors, scales[qi], shifts[qi], alphas[qi], id_offset,
+                allowed, filtered,
+            )  # fmt: skip
 
 
 @njit(**KERNEL)

@@ -71,6 +71,12 @@ def _prefetch_row(base_address, row, row_bytes):
 
 
 @njit(**INLINE_KERNEL)
+def prefetch_element(array, index):
+    """Ask the CPU to load the cache line holding element ``index`` of the 1-D ``array``."""
+    _prefetch_line(array.ctypes.data + index * array.itemsize)
+
+
+@njit(**INLINE_KERNEL)
 def prefetch_ahead(table, rows, j):
     """Before reading row ``rows[j]`` of the C-contiguous ``table (n, w)``, request the rows
     ``RESCORE_PREFETCH_ROWS`` further on in ``rows (m,) int64`` (all of the first ones at ``j == 0``)."""
