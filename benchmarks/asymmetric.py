@@ -10,8 +10,8 @@ centred bits (the default) and with sign bits (fastquant 0.1's layout); faiss in
 same rows. Every engine answers k = 10 with 40 candidates (rescore multiplier 4) rescored
 against the same int8 codes, 2 threads, queries that are noisy copies of stored rows:
 
-- ``asymmetric``: ``CorpusStore.search`` of the centred store, the default route (a batch: the
-  coarse ternary scan narrowed by the 4-bit score; one query: the exact 4-bit scan);
+- ``asymmetric``: ``CorpusStore.search`` of the centred store, the default route (the coarse
+  ternary scan narrowed by the 4-bit score);
 - ``asymmetric-exact``: ``search(scan="asymmetric-exact")`` of the centred store, every row's
   4-bit score;
 - ``hamming``: ``search(scan="hamming")`` of the sign store, fastquant 0.1's route;
@@ -55,8 +55,8 @@ K, MULTIPLIER, THREADS, SEED = 10, 4, 2, 20261121
 CALLS = {1: 16, 16: 4, 256: 1}
 ROUNDS = {1: 9, 16: 7, 256: 5}
 ENGINES = {
-    "asymmetric": "CorpusStore.search of centred bits (the default scan: at batch 1 the exact "
-    "4-bit scan, else the ternary scan narrowed by the 4-bit score)",
+    "asymmetric": "CorpusStore.search of centred bits (the default scan: the ternary scan "
+    "narrowed by the 4-bit score)",
     "asymmetric-exact": "CorpusStore.search(scan='asymmetric-exact') of centred bits",
     "hamming": "CorpusStore.search(scan='hamming') of sign bits (fastquant 0.1)",
     "hamming+asymmetric": "CorpusStore.search(scan='hamming+asymmetric') of centred bits",

@@ -23,13 +23,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from fastquant._engine import (
-    COARSE_MIN_BATCH,
-    COARSE_WIDTH,
-    NARROWING_WIDTH,
-    SCANS,
-    plane_queries,
-)
+from fastquant._engine import COARSE_WIDTH, NARROWING_WIDTH, SCANS, plane_queries
 from fastquant._kernels import config
 from fastquant.store import CorpusStore
 from fastquant.store import corpus as corpus_module
@@ -72,8 +66,6 @@ def naive_scan(x_corpus_f32, ranges, queries, count, scan, kind):
     n, dim = x_corpus_f32.shape
     bits, factors, centre = naive_bits(x_corpus_f32, ranges, kind)
     count = min(count, n)
-    if scan == "asymmetric" and len(queries) < COARSE_MIN_BATCH:  # one query: the exact scan
-        scan = "asymmetric-exact"
     wide = min(
         count * {"asymmetric": COARSE_WIDTH, "hamming+asymmetric": NARROWING_WIDTH}.get(scan, 1), n
     )

@@ -78,10 +78,9 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_SCAN,
         choices=SCANS,
         help="how candidates are found: the bits against a ternary query, narrowed by the "
-        "query quantized to 4 bits, or for a single query every row against the 4-bit query "
-        "(asymmetric); always every row against the 4-bit query (asymmetric-exact); against "
-        "the query's bits (hamming); or a Hamming list narrowed by the 4-bit score (default "
-        "%(default)s)",
+        "query quantized to 4 bits (asymmetric); every row against the 4-bit query "
+        "(asymmetric-exact); against the query's bits (hamming); or a Hamming list narrowed "
+        "by the 4-bit score (default %(default)s)",
     )
     p.add_argument(
         "--rescore-multiplier",

@@ -18,7 +18,6 @@ from .corpus import ChunkedCorpus, chunk_segments, prefetch_rows
 from .scan import FAR_DISTANCE, hamming_candidates, merge_sorted
 from .score import exact_int8, no_results, score_bits, score_int8, top_by_score
 from .search import (
-    COARSE_MIN_BATCH,
     COARSE_WIDTH,
     DEFAULT_BACKEND,
     DEFAULT_K,
@@ -34,7 +33,6 @@ from .search import (
     first_pass,
     first_pass_width,
     query_bits,
-    route,
     search,
 )
 
@@ -45,7 +43,6 @@ __all__ = [
     "DEFAULT_RESCORE_MULTIPLIER",
     "DEFAULT_SCAN",
     "FAR_DISTANCE",
-    "COARSE_MIN_BATCH",
     "COARSE_WIDTH",
     "FirstPass",
     "GATHER_FRACTION",
@@ -66,7 +63,6 @@ __all__ = [
     "plane_queries",
     "prefetch_rows",
     "query_bits",
-    "route",
     "score_bits",
     "score_int8",
     "search",

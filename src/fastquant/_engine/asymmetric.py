@@ -32,7 +32,6 @@ from .._kernels import asymmetric as kernels
 from .._kernels import config
 from .._kernels import queries as query_kernels
 from .._kernels.bitplanes import COARSE_PLANES, COARSE_WEIGHTS, PLANE_WEIGHTS, PLANES
-from .._kernels.hamming import addresses_of
 from .corpus import ChunkedCorpus, chunk_segments
 from .scan import merge_sorted
 
@@ -70,6 +69,8 @@ class PlaneQueries:
     def kernel_arguments(self, coarse: bool) -> tuple[np.ndarray, ...]:
         """``planes_flat, scales, shifts, alphas`` of the 4-bit queries or of the ternary ones."""
         if coarse:
+            if self.coarse_scales.shape[0] != self.count:
+                raise ValueError("these queries were prepared without their ternary form")
             return (
                 self.coarse_planes.reshape(-1),
                 self.coarse_scales,
@@ -91,17 +92,19 @@ def centred_queries(queries: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray
     return projected, alphas
 
 
-def plane_queries(queries: np.ndarray, centre: np.ndarray | None) -> PlaneQueries:
+def plane_queries(
+    queries: np.ndarray, centre: np.ndarray | None, coarse: bool = True
+) -> PlaneQueries:
     """Prepare validated ``queries (q, d) float32`` for a corpus centred at ``centre (d,)``
-    (``_kernels.queries``)."""
+    (``_kernels.queries``); without ``coarse``, not their ternary form (its arrays are empty)."""
     q, d = queries.shape
     centre = np.zeros(d, np.float32) if centre is None else centre
     nbytes = (d + 7) // 8
+    q_coarse = q if coarse else 0
     planes = np.zeros((q, PLANES, nbytes), dtype=np.uint8)
-    coarse_planes = np.zeros((q, COARSE_PLANES, nbytes), dtype=np.uint8)
-    scales, shifts, alphas, coarse_scales, coarse_shifts = (
-        np.empty(q, dtype=np.float32) for _ in range(5)
-    )
+    coarse_planes = np.zeros((q_coarse, COARSE_PLANES, nbytes), dtype=np.uint8)
+    scales, shifts, alphas = (np.empty(q, dtype=np.float32) for _ in range(3))
+    coarse_scales, coarse_shifts = (np.empty(q_coarse, dtype=np.float32) for _ in range(2))
     query_kernels.plane_queries(
         queries, centre, _RANGE_FRACTIONS, _THRESHOLD_FRACTIONS, planes, scales, shifts, alphas,
         coarse_planes, coarse_scales, coarse_shifts,
@@ -128,11 +131,8 @@ def asymmetric_keys(
 
 def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int, coarse: bool):
     nbytes = queries.planes.shape[2]
-    addresses = addresses_of(corpus.bits)
-    factor_addresses = addresses_of(corpus.factors)
+    addresses, factor_addresses, rows, allow_addresses = corpus.chunk_addresses
     bounds = chunk_factor_bounds(corpus)
-    rows = np.diff(corpus.offsets)
-    allow_addresses = addresses_of([corpus.chunk_allowed(c) for c in range(rows.size)])
     out_keys = np.empty((queries.count, k), dtype=np.float32)
     out_ids = np.empty((queries.count, k), dtype=np.int64)
     arguments = queries.kernel_arguments(coarse)
@@ -153,6 +153,8 @@ def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: i
 
 #: ``factor_bounds`` of read-only factor arrays (a store's maps), by ``id`` while they live.
 _BOUNDS_OF_MAPS: dict[int, np.ndarray] = {}
+#: ``chunk_factor_bounds`` of corpora whose factors are all such maps, by ``id`` while they live.
+_BOUNDS_OF_CORPORA: dict[int, np.ndarray] = {}
 
 
 def chunk_factor_bounds(corpus: ChunkedCorpus) -> np.ndarray:
@@ -164,11 +166,23 @@ def chunk_factor_bounds(corpus: ChunkedCorpus) -> np.ndarray:
     """
     if not corpus.factors:
         return np.tile(np.array([1.0, 1.0, 0.0, 0.0]), (len(corpus.bits), 1))
-    return np.stack([_factor_bounds(factors) for factors in corpus.factors])
+    key = id(corpus)
+    bounds = _BOUNDS_OF_CORPORA.get(key)
+    if bounds is None:
+        bounds = np.stack([_factor_bounds(factors) for factors in corpus.factors])
+        if all(_is_map(factors) for factors in corpus.factors):
+            _BOUNDS_OF_CORPORA[key] = bounds
+            weakref.finalize(corpus, _BOUNDS_OF_CORPORA.pop, key, None)
+    return bounds
+
+
+def _is_map(array: np.ndarray) -> bool:
+    """Whether ``array`` is a read-only view of an ``mmap`` (a store's committed rows)."""
+    return not array.flags.writeable and isinstance(_buffer_of(array), mmap.mmap)
 
 
 def _factor_bounds(factors: np.ndarray) -> np.ndarray:
-    if factors.flags.writeable or not isinstance(_buffer_of(factors), mmap.mmap):
+    if not _is_map(factors):
         return kernels.factor_bounds(factors.reshape(-1).view(np.uint32))
     key = id(factors)
     bounds = _BOUNDS_OF_MAPS.get(key)

@@ -10,6 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
+from .._kernels.hamming import addresses_of
 from .._kernels.hints import MADV_WILLNEED, advise_rows
 from ..quantize import Calibration
 
@@ -98,6 +99,16 @@ class ChunkedCorpus:
             return explicit
         first = self.offsets[c] if self.first_ids is None else self.first_ids[c]
         return np.arange(first, first + self.offsets[c + 1] - self.offsets[c], dtype=np.int64)
+
+    @cached_property
+    def chunk_addresses(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(chunks,) int64`` each: the base addresses of the chunks' bits, of their factors
+        (empty without factors) and of their allowed-row bitmaps (0: every row), and their rows,
+        in that order with the rows third, for kernels that take chunks by address
+        (``_kernels.hamming.addresses_of``); this corpus keeps the arrays alive."""
+        rows = np.diff(self.offsets)
+        allowed = addresses_of([self.chunk_allowed(c) for c in range(rows.size)])
+        return addresses_of(self.bits), addresses_of(self.factors), rows, allowed
 
     @cached_property
     def id_shift(self) -> int | None:

@@ -2,23 +2,18 @@
 
 Scans (``scan=``):
 
-- ``"asymmetric"`` (default): a batch of queries takes the coarse scan, which scores every row
-  against the query quantized to ternary values (``-1, 0, 1`` times one level: one digit, a
-  third of the popcounts of the 4-bit score) and keeps the top ``COARSE_WIDTH`` times the
-  candidates, which are narrowed by their exact asymmetric score (:mod:`.asymmetric`, the 4-bit
-  query against the stored bits). A batch of fewer than ``COARSE_MIN_BATCH`` queries (one query)
-  takes ``"asymmetric-exact"``: its scan is bound by reading the rows, not by popcounts, so the
-  exact score costs no more than the coarse one, and a 4 times shorter top list less;
+- ``"asymmetric"`` (default): the coarse scan scores every row against the query quantized to
+  ternary values (``-1, 0, 1`` times one level: one digit, a third of the popcounts of the 4-bit
+  score) and keeps the top ``COARSE_WIDTH`` times the candidates, which are narrowed by their
+  exact asymmetric score (:mod:`.asymmetric`, the 4-bit query against the stored bits);
 - ``"asymmetric-exact"``: every row's exact asymmetric score;
 - ``"hamming"``: Hamming distance between the query's bits and the rows' (fastquant 0.1's scan);
 - ``"hamming+asymmetric"``: the Hamming top ``NARROWING_WIDTH`` times the candidates, narrowed
   by their asymmetric scores.
 
 Each is exact in what it computes (top lists over the whole corpus, ties by ascending id), so an
-answer depends on nothing but the data, the query and the route: not on chunking, threads,
-backend, the other queries of its batch, or a corpus split into shards. Only ``"asymmetric"``'s
-route depends on the batch size (one query, or more); pass ``"asymmetric-exact"`` for answers
-that never do.
+answer depends on nothing but the data, the query and the scan: not on chunking, threads,
+backend, the batch a query comes in, or a corpus split into shards.
 
 Each keeps ``k * rescore_multiplier`` candidates (``k`` with ``rescore="none"``), which are
 rescored (int8 codes, or bits) and cut to ``k``.
@@ -48,10 +43,6 @@ SCANS = ("asymmetric", "asymmetric-exact", "hamming", "hamming+asymmetric")
 #: The coarse stage of ``"asymmetric"`` keeps this many times the candidates (measured in
 #: ``benchmarks/quality.py`` and ``benchmarks/asymmetric.py``).
 COARSE_WIDTH = 4
-#: ``"asymmetric"`` takes the coarse route for batches of at least this many queries (measured
-#: per query, 1M rows, 2 threads: at batch 1 the exact scan took 0.80x / 0.77x the time of the
-#: coarse route at 384-d / 1024-d, at batch 2 1.0x, at batch 3 1.06x / 1.09x).
-COARSE_MIN_BATCH = 2
 #: The Hamming stage of ``"hamming+asymmetric"`` keeps this many times the candidates.
 NARROWING_WIDTH = 10
 
@@ -90,17 +81,9 @@ class FirstPass:
     narrow: np.ndarray | None = None
 
 
-def route(scan: str, batch: int) -> str:
-    """The scan a batch of ``batch`` queries takes for ``scan``: ``"asymmetric"`` is
-    ``"asymmetric-exact"`` below ``COARSE_MIN_BATCH`` queries."""
-    return "asymmetric-exact" if scan == "asymmetric" and batch < COARSE_MIN_BATCH else scan
-
-
-def first_pass_width(scan: str, count: int, batch: int) -> int:
-    """How many rows ``scan``'s first pass keeps, for a batch of ``batch`` queries, to end with
-    ``count`` candidates."""
-    widths = {"asymmetric": COARSE_WIDTH, "hamming+asymmetric": NARROWING_WIDTH}
-    return count * widths.get(route(scan, batch), 1)
+def first_pass_width(scan: str, count: int) -> int:
+    """How many rows ``scan``'s first pass keeps to end with ``count`` candidates."""
+    return count * {"asymmetric": COARSE_WIDTH, "hamming+asymmetric": NARROWING_WIDTH}.get(scan, 1)
 
 
 def first_pass(
@@ -109,11 +92,10 @@ def first_pass(
     """The scan of :func:`candidates` (a corpus with searchable rows), before the scans that
     narrow cut it to ``count``."""
     gathered = corpus.filtered and corpus.searchable_rows <= GATHER_FRACTION * corpus.rows
-    wide = first_pass_width(scan, count, queries.shape[0])
-    scan = route(scan, queries.shape[0])
+    wide = first_pass_width(scan, count)
     if scan.startswith("asymmetric"):
-        planes = plane_queries(queries, corpus.centre)
         coarse = scan == "asymmetric"
+        planes = plane_queries(queries, corpus.centre, coarse)
         if gathered:
             scores, ids = _gathered_top(
                 corpus,
@@ -140,7 +122,7 @@ def first_pass(
     if scan == "hamming":
         return FirstPass(keys, ids)
     return FirstPass(
-        keys, ids, score_asymmetric(corpus, plane_queries(queries, corpus.centre), ids)
+        keys, ids, score_asymmetric(corpus, plane_queries(queries, corpus.centre, False), ids)
     )
 
 

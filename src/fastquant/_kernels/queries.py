@@ -90,7 +90,8 @@ def plane_queries(
     and 0 elsewhere, ``lam`` the mean ``|q'_j|`` above ``theta``, for the first ``theta = fraction
     * rms(q')`` of ``coarse_fractions`` with the least squared error; ``coarse_planes (q,
     COARSE_PLANES, ceil(d / 8)) uint8`` (zeroed by the caller) hold the bits of ``u_j = 1`` and
-    of ``u_j = -1``, ``coarse_scales`` = ``2 lam`` and ``coarse_shifts`` = ``-lam * sum_j u_j``.
+    of ``u_j = -1``, ``coarse_scales`` = ``2 lam`` and ``coarse_shifts`` = ``-lam * sum_j u_j``;
+    none when ``coarse_planes`` has no rows.
     """
     d = queries.shape[1]
     centre_norm2 = _norm2(centre)
@@ -122,6 +123,8 @@ def plane_queries(
                     planes[qi, p, j >> 3] |= np.uint8(1 << (7 - (j & 7)))
         scales[qi] = np.float32(2.0 * best_delta)
         shifts[qi] = np.float32(-best_delta * level_sum)
+        if coarse_planes.shape[0] == 0:
+            continue
         lam, level_sum = _ternary(projected, coarse_fractions, coarse_planes[qi])
         coarse_scales[qi] = np.float32(2.0 * lam)
         coarse_shifts[qi] = np.float32(-lam * level_sum)

@@ -105,7 +105,7 @@ def search(
     offsets = np.cumsum([0] + [scan.rows for scan in scans], dtype=np.int64)
     if all(scan.found is None for scan in scans):
         return _engine.no_results(queries.shape[0])
-    wide = _engine.first_pass_width(scan, k * multiplier, queries.shape[0])
+    wide = _engine.first_pass_width(scan, k * multiplier)
     _, candidates = _engine.finish(_merged(scans, offsets, wide), k * multiplier)
 
     digest = calibration_digest(calibration)

@@ -639,8 +639,7 @@ class CorpusStore:
             scan: ``"asymmetric"`` (default) scores every row's bits against the query
                 quantized to ternary values and narrows that top list, 4 times as long, by the
                 asymmetric score (the query quantized to 4 bits: an estimate of ``q . x`` on a
-                centred store); a single query takes ``"asymmetric-exact"``, which gives every
-                row the asymmetric score;
+                centred store); ``"asymmetric-exact"`` gives every row the asymmetric score;
                 ``"hamming"`` ranks rows by Hamming distance to the query's bits;
                 ``"hamming+asymmetric"`` narrows a Hamming top list 10 times as long by the
                 asymmetric score. See ``fastquant._engine.search``.
