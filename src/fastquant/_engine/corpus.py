@@ -102,10 +102,10 @@ class ChunkedCorpus:
 
     @cached_property
     def chunk_addresses(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(chunks,) int64`` each: the base addresses of the chunks' bits, of their factors
-        (empty without factors) and of their allowed-row bitmaps (0: every row), and their rows,
-        in that order with the rows third, for kernels that take chunks by address
-        (``_kernels.hamming.addresses_of``); this corpus keeps the arrays alive."""
+        """``bits, factors, rows, allowed``, each ``(chunks,) int64``, for kernels that take
+        chunks by address (``_kernels.hamming.addresses_of``): the base addresses of the chunks'
+        bits and of their factors (empty without factors), their row counts, and the addresses
+        of their allowed-row bitmaps (0: every row). This corpus keeps the arrays alive."""
         rows = np.diff(self.offsets)
         allowed = addresses_of([self.chunk_allowed(c) for c in range(rows.size)])
         return addresses_of(self.bits), addresses_of(self.factors), rows, allowed

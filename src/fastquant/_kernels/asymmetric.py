@@ -55,23 +55,30 @@ def plane_weights(coarse):
     return _COARSE_WEIGHTS if coarse else _PLANE_WEIGHTS
 
 
+@njit(**INLINE_KERNEL)
+def _digit_count(a, at, planes_flat, plus, minus, byte_lo, nbytes):
+    """``popcount((b AND P) OR (NOT b AND N))`` over bytes ``byte_lo`` to ``nbytes`` of the row
+    ``b`` at byte ``at`` of ``a`` and the planes at bytes ``plus`` and ``minus``: whole words, then
+    single bytes."""
+    whole = byte_lo + (nbytes - byte_lo) // 8 * 8
+    count = 0
+    for byte in range(byte_lo, whole, 8):
+        count += digit_count_word(a, at + byte, planes_flat, plus + byte, minus + byte)
+    for byte in range(whole, nbytes):
+        count += digit_count_byte(a, at + byte, planes_flat, plus + byte, minus + byte)
+    return count
+
+
 @njit(**KERNEL)
 def digit_offset(planes_flat, first_plane, nbytes, weights, byte_lo):
     """``sum_k 3^k popcount(N_k)`` over bytes ``byte_lo`` to ``nbytes`` of the query whose planes
     start at byte ``first_plane``: what its raw totals (:mod:`fastquant._kernels.bitplanes`) over
     those bytes exceed its totals by."""
-    whole = byte_lo + (nbytes - byte_lo) // 8 * 8
     offset = 0
     for p in range(1, weights.shape[0], 2):
         minus = first_plane + p * nbytes
-        count = 0
         # (N AND N) OR (NOT N AND N) = N: the digit count of N against itself is popcount(N).
-        for byte in range(byte_lo, whole, 8):
-            at = minus + byte
-            count += digit_count_word(planes_flat, at, planes_flat, at, at)
-        for byte in range(whole, nbytes):
-            at = minus + byte
-            count += digit_count_byte(planes_flat, at, planes_flat, at, at)
+        count = _digit_count(planes_flat, minus, planes_flat, minus, minus, byte_lo, nbytes)
         offset += weights[p - 1] * count
     return offset
 
@@ -79,17 +86,11 @@ def digit_offset(planes_flat, first_plane, nbytes, weights, byte_lo):
 @njit(**INLINE_KERNEL)
 def raw_total(bits_flat, at, planes_flat, first_plane, nbytes, weights, byte_lo):
     """Raw total of the row at byte ``at`` and the query at ``first_plane``, over bytes
-    ``byte_lo`` to ``nbytes``: whole words, then single bytes."""
-    whole = byte_lo + (nbytes - byte_lo) // 8 * 8
+    ``byte_lo`` to ``nbytes``."""
     total = 0
     for p in range(0, weights.shape[0], 2):
         plus, minus = first_plane + p * nbytes, first_plane + (p + 1) * nbytes
-        count = 0
-        for byte in range(byte_lo, whole, 8):
-            count += digit_count_word(bits_flat, at + byte, planes_flat, plus + byte, minus + byte)
-        for byte in range(whole, nbytes):
-            count += digit_count_byte(bits_flat, at + byte, planes_flat, plus + byte, minus + byte)
-        total += weights[p] * count
+        total += weights[p] * _digit_count(bits_flat, at, planes_flat, plus, minus, byte_lo, nbytes)
     return total
 
 
@@ -509,7 +510,7 @@ def score_asymmetric_slots(
     pairs = factors.reshape(-1).view(np.uint32)
     weights = plane_weights(coarse)
     stride = weights.shape[0] * nbytes
-    offsets = np.empty(planes_flat.shape[0] // max(stride, 1), dtype=np.int64)
+    offsets = np.empty(scales.shape[0], dtype=np.int64)
     for qi in range(offsets.shape[0]):
         offsets[qi] = digit_offset(planes_flat, qi * stride, nbytes, weights, 0)
     for j in range(rows.shape[0]):
