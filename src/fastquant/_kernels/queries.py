@@ -96,22 +96,27 @@ def plane_queries(
     d = queries.shape[1]
     centre_norm2 = _norm2(centre)
     projected = np.empty(d, dtype=np.float64)
+    deltas, errors = np.empty(fractions.shape[0]), np.empty(fractions.shape[0])
+    candidates = np.empty((4, coarse_fractions.shape[0]))
     for qi in range(queries.shape[0]):
         alphas[qi] = _project(queries[qi], centre, centre_norm2, projected)
         largest = 0.0
         for j in range(d):
             largest = max(largest, abs(projected[j]))
+        for f in range(fractions.shape[0]):
+            delta = largest * fractions[f] / (HIGHEST + 0.5)
+            deltas[f] = delta if delta > 0 else 1.0
+            errors[f] = 0.0
+        # Every candidate's error is summed over j in order, all candidates in one pass.
+        for j in range(d):
+            value = projected[j]
+            for f in range(deltas.shape[0]):
+                residual = value - deltas[f] * _level(value, deltas[f])
+                errors[f] += residual * residual
         best_error, best_delta = np.inf, 1.0
-        for fraction in fractions:
-            delta = largest * fraction / (HIGHEST + 0.5)
-            if not delta > 0:
-                delta = 1.0
-            error = 0.0
-            for j in range(d):
-                residual = projected[j] - delta * _level(projected[j], delta)
-                error += residual * residual
-            if error < best_error:
-                best_error, best_delta = error, delta
+        for f in range(deltas.shape[0]):
+            if errors[f] < best_error:
+                best_error, best_delta = errors[f], deltas[f]
         level_sum = 0
         for j in range(d):
             level = np.int64(_level(projected[j], best_delta))
@@ -125,36 +130,43 @@ def plane_queries(
         shifts[qi] = np.float32(-best_delta * level_sum)
         if coarse_planes.shape[0] == 0:
             continue
-        lam, level_sum = _ternary(projected, coarse_fractions, coarse_planes[qi])
+        lam, level_sum = _ternary(projected, coarse_fractions, candidates, coarse_planes[qi])
         coarse_scales[qi] = np.float32(2.0 * lam)
         coarse_shifts[qi] = np.float32(-lam * level_sum)
 
 
 @njit(**INLINE_KERNEL)
-def _ternary(projected, fractions, planes):
+def _ternary(projected, fractions, candidates, planes):
     """Write the ternary query of ``projected (d,) float64`` into ``planes (COARSE_PLANES,
-    nbytes)``; return its level ``lam`` and ``sum_j u_j``."""
+    nbytes)``; return its level ``lam`` and ``sum_j u_j``. ``candidates (4, f) float64``: room
+    for each fraction's threshold, level, count and error; every candidate's sums are taken over
+    j in order, all candidates in one pass."""
     d = projected.shape[0]
     mean_square = 0.0
     for j in range(d):
         mean_square += projected[j] * projected[j]
     rms = np.sqrt(mean_square / d)
+    thetas, lams, kept, errors = candidates[0], candidates[1], candidates[2], candidates[3]
+    for f in range(fractions.shape[0]):
+        thetas[f] = fractions[f] * rms
+        lams[f], kept[f], errors[f] = 0.0, 0.0, 0.0
+    for j in range(d):
+        value = abs(projected[j])
+        for f in range(thetas.shape[0]):
+            above = value > thetas[f]
+            lams[f] += value if above else 0.0  # the sum of the kept |q'_j| until divided
+            kept[f] += 1.0 if above else 0.0
+    for f in range(thetas.shape[0]):
+        lams[f] = lams[f] / kept[f] if kept[f] > 0 else 1.0
+    for j in range(d):
+        value = abs(projected[j])
+        for f in range(thetas.shape[0]):
+            residual = value - lams[f] if value > thetas[f] else value
+            errors[f] += residual * residual
     best_error, best_theta, best_lam = np.inf, np.inf, 1.0
-    for fraction in fractions:
-        theta = fraction * rms
-        kept, kept_sum = 0, 0.0
-        for j in range(d):
-            if abs(projected[j]) > theta:
-                kept += 1
-                kept_sum += abs(projected[j])
-        lam = kept_sum / kept if kept else 1.0
-        error = 0.0
-        for j in range(d):
-            value = abs(projected[j])
-            residual = value - lam if value > theta else value
-            error += residual * residual
-        if error < best_error:
-            best_error, best_theta, best_lam = error, theta, lam
+    for f in range(thetas.shape[0]):
+        if errors[f] < best_error:
+            best_error, best_theta, best_lam = errors[f], thetas[f], lams[f]
     level_sum = 0
     for j in range(d):
         if abs(projected[j]) > best_theta:
