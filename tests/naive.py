@@ -106,6 +106,14 @@ def naive_digit_values(planes: np.ndarray) -> np.ndarray:
     return values
 
 
+def naive_coarse_totals(planes: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """``(q, n) float32`` totals ``t = sum_j u_j b_j`` of ternary queries held as ``planes (q, 2,
+    nbytes) uint8`` against every row of ``bits (n, nbytes) uint8``: what the coarse scan ranks
+    rows by."""
+    unpacked = np.unpackbits(bits, axis=1).astype(np.int64)
+    return (naive_digit_values(planes) @ unpacked.T).astype(np.float32)
+
+
 def naive_asymmetric_scores(
     planes: np.ndarray,
     scales: np.ndarray,

@@ -31,6 +31,7 @@ from naive import (
     naive_asymmetric_scores,
     naive_bit_scores,
     naive_centred_codes,
+    naive_coarse_totals,
     naive_hamming_topk,
     naive_int8_scores,
     naive_pack_bits,
@@ -76,10 +77,7 @@ def naive_scan(x_corpus_f32, ranges, queries, count, scan, kind):
         if scan == "hamming":
             return (dim - 2 * dist).astype(np.float32), ids
     elif scan == "asymmetric":  # the ternary queries' top ``wide``
-        coarse = naive_asymmetric_scores(
-            planes.coarse_planes, planes.coarse_scales, planes.coarse_shifts, planes.alphas, bits,
-            factors,
-        )  # fmt: skip
+        coarse = naive_coarse_totals(planes.coarse_planes, bits)
         ids = _top(coarse, np.tile(np.arange(n), (len(queries), 1)), wide)[1]
     else:
         ids = np.tile(np.arange(n), (len(queries), 1))

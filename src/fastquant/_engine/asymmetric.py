@@ -50,8 +50,9 @@ class PlaneQueries:
     ``planes (q, 6, ceil(d / 8)) uint8``: the planes ``P_0, N_0, P_1, N_1, P_2, N_2`` of the
     balanced-ternary digits of ``w`` (``_kernels.bitplanes``), packed MSB first;
     ``scales``, ``shifts``, ``alphas`` ``(q,) float32``: ``2 delta``, ``-delta * sum_j w_j`` and
-    ``alpha``; ``coarse_planes (q, 2, ceil(d / 8)) uint8``, ``coarse_scales``, ``coarse_shifts``:
-    the same for the ternary query of the coarse scan (``_kernels.queries.plane_queries``).
+    ``alpha``; ``coarse_planes (q, 2, ceil(d / 8)) uint8``: the planes of the ternary query of
+    the coarse scan (``_kernels.queries.plane_queries``), which ranks rows by their integer total
+    against it alone.
     """
 
     planes: np.ndarray
@@ -59,25 +60,20 @@ class PlaneQueries:
     shifts: np.ndarray
     alphas: np.ndarray
     coarse_planes: np.ndarray
-    coarse_scales: np.ndarray
-    coarse_shifts: np.ndarray
 
     @property
     def count(self) -> int:
         return self.scales.shape[0]
 
     def kernel_arguments(self, coarse: bool) -> tuple[np.ndarray, ...]:
-        """``planes_flat, scales, shifts, alphas`` of the 4-bit queries or of the ternary ones."""
+        """``planes_flat, scales, shifts, alphas`` of the 4-bit queries, or with ``coarse`` the
+        ternary queries' planes and the same constants (which their totals do not use)."""
+        planes = self.planes
         if coarse:
-            if self.coarse_scales.shape[0] != self.count:
+            if self.coarse_planes.shape[0] != self.count:
                 raise ValueError("these queries were prepared without their ternary form")
-            return (
-                self.coarse_planes.reshape(-1),
-                self.coarse_scales,
-                self.coarse_shifts,
-                self.alphas,
-            )
-        return self.planes.reshape(-1), self.scales, self.shifts, self.alphas
+            planes = self.coarse_planes
+        return planes.reshape(-1), self.scales, self.shifts, self.alphas
 
     def __getitem__(self, rows: slice) -> PlaneQueries:
         """The queries of ``rows``, e.g. ``planes[lo:hi]``."""
@@ -104,12 +100,11 @@ def plane_queries(
     planes = np.zeros((q, PLANES, nbytes), dtype=np.uint8)
     coarse_planes = np.zeros((q_coarse, COARSE_PLANES, nbytes), dtype=np.uint8)
     scales, shifts, alphas = (np.empty(q, dtype=np.float32) for _ in range(3))
-    coarse_scales, coarse_shifts = (np.empty(q_coarse, dtype=np.float32) for _ in range(2))
     query_kernels.plane_queries(
         queries, centre, _RANGE_FRACTIONS, _THRESHOLD_FRACTIONS, planes, scales, shifts, alphas,
-        coarse_planes, coarse_scales, coarse_shifts,
+        coarse_planes,
     )  # fmt: skip
-    return PlaneQueries(planes, scales, shifts, alphas, coarse_planes, coarse_scales, coarse_shifts)
+    return PlaneQueries(planes, scales, shifts, alphas, coarse_planes)
 
 
 def asymmetric_keys(
@@ -120,35 +115,63 @@ def asymmetric_keys(
     threads: int,
     coarse: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Global top ``min(k, searchable rows)`` by asymmetric score (``coarse``: of the ternary
-    queries): ``keys (q, k') float32`` ascending, the negated scores, and ``ids (q, k') int64``
-    (positions), ties by ascending id."""
+    """Global top ``min(k, searchable rows)`` by asymmetric score (``coarse``: by the integer
+    total against the ternary queries): ``keys (q, k') float32`` ascending, the negated scores,
+    and ``ids (q, k') int64`` (positions), ties by ascending id."""
     k = min(k, corpus.searchable_rows)
-    if backend == "numba":
-        return _numba_topk(corpus, queries, k, threads, coarse)
-    return _numpy_topk(corpus, queries, k, coarse)
+    if backend != "numba":
+        return _numpy_topk(corpus, queries, k, coarse)
+    if coarse:
+        return _numba_coarse(corpus, queries, k, threads)
+    return _numba_exact(corpus, queries, k, threads)
 
 
-def _numba_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int, coarse: bool):
+def _parallel(corpus: ChunkedCorpus, queries: PlaneQueries, planes: int, threads: int) -> bool:
+    """Whether a scan of ``planes`` planes a query is worth more than one thread."""
+    work = corpus.rows * queries.planes.shape[2] * planes * queries.count
+    return threads > 1 and work >= config.PARALLEL_MIN_WORK_BYTES
+
+
+def _numba_exact(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int):
     nbytes = queries.planes.shape[2]
     addresses, factor_addresses, rows, allow_addresses = corpus.chunk_addresses
     bounds = chunk_factor_bounds(corpus)
     out_keys = np.empty((queries.count, k), dtype=np.float32)
     out_ids = np.empty((queries.count, k), dtype=np.int64)
-    arguments = queries.kernel_arguments(coarse)
-    work = corpus.rows * nbytes * (COARSE_PLANES if coarse else PLANES) * queries.count
-    if threads == 1 or work < config.PARALLEL_MIN_WORK_BYTES:
+    arguments = queries.kernel_arguments(False)
+    if not _parallel(corpus, queries, PLANES, threads):
         kernels.asymmetric_topk_serial(
-            addresses, factor_addresses, bounds, rows, allow_addresses, *arguments, nbytes, coarse,
-            k, config.PREFETCH_BYTES, out_keys, out_ids,
+            addresses, factor_addresses, bounds, rows, allow_addresses, *arguments, nbytes, k,
+            config.PREFETCH_BYTES, out_keys, out_ids,
         )  # fmt: skip
         return out_keys, out_ids
     with config.numba_threads(threads) as used:
         kernels.asymmetric_topk_parallel(
-            addresses, factor_addresses, bounds, rows, allow_addresses, *arguments, nbytes, coarse,
-            k, used, config.PREFETCH_BYTES, out_keys, out_ids,
+            addresses, factor_addresses, bounds, rows, allow_addresses, *arguments, nbytes, k, used,
+            config.PREFETCH_BYTES, out_keys, out_ids,
         )  # fmt: skip
     return out_keys, out_ids
+
+
+def _numba_coarse(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, threads: int):
+    """Keys ``-t`` (float32, exact) and ids of the coarse scan."""
+    nbytes = queries.planes.shape[2]
+    addresses, _, rows, allow_addresses = corpus.chunk_addresses
+    out_keys = np.empty((queries.count, k), dtype=np.int32)
+    out_ids = np.empty((queries.count, k), dtype=np.int64)
+    planes = queries.kernel_arguments(True)[0]
+    if not _parallel(corpus, queries, COARSE_PLANES, threads):
+        kernels.coarse_topk_serial(
+            addresses, rows, allow_addresses, planes, nbytes, k, config.PREFETCH_BYTES, out_keys,
+            out_ids,
+        )  # fmt: skip
+    else:
+        with config.numba_threads(threads) as used:
+            kernels.coarse_topk_parallel(
+                addresses, rows, allow_addresses, planes, nbytes, k, used, config.PREFETCH_BYTES,
+                out_keys, out_ids,
+            )  # fmt: skip
+    return -(-out_keys).astype(np.float32), out_ids  # keys are negated scores: -0.0 for t = 0
 
 
 #: ``factor_bounds`` of read-only factor arrays (a store's maps), by ``id`` while they live.
@@ -207,8 +230,9 @@ _NUMPY_ROWS = 1 << 14
 def reference_scores(
     bits: np.ndarray, factors: np.ndarray | None, queries: PlaneQueries, coarse: bool = False
 ) -> np.ndarray:
-    """``(q, n) float32`` scores of every row of ``bits (n, nbytes) uint8`` (``coarse``: against
-    the ternary queries), in NumPy, with the float32 operations of the kernel in the same order."""
+    """``(q, n) float32`` scores of every row of ``bits (n, nbytes) uint8``, in NumPy, with the
+    float32 operations of the kernel in the same order; ``coarse``: the integer totals against
+    the ternary queries, which the coarse scan ranks by."""
     d = 8 * bits.shape[1]
     unpacked = np.unpackbits(bits, axis=1)[:, :d].T.astype(np.float64)
     planes = queries.coarse_planes if coarse else queries.planes
@@ -216,11 +240,12 @@ def reference_scores(
         weight * np.rint(np.unpackbits(planes[:, p], axis=1)[:, :d] @ unpacked)
         for p, weight in enumerate(COARSE_WEIGHTS if coarse else PLANE_WEIGHTS)
     ).astype(np.int64)
-    _, scales, shifts, alphas = queries.kernel_arguments(coarse)
-    scores = scales[:, None] * t.astype(np.float32) + shifts[:, None]
+    if coarse:
+        return t.astype(np.float32)
+    scores = queries.scales[:, None] * t.astype(np.float32) + queries.shifts[:, None]
     if factors is not None:
         f, g = (bfloat16_to_float32(factors[:, i]) for i in range(2))
-        scores = f[None, :] * scores + alphas[:, None] * g[None, :]
+        scores = f[None, :] * scores + queries.alphas[:, None] * g[None, :]
     return scores.astype(np.float32)
 
 
@@ -257,9 +282,9 @@ def _numpy_topk(corpus: ChunkedCorpus, queries: PlaneQueries, k: int, coarse: bo
 def score_asymmetric(
     corpus: ChunkedCorpus, queries: PlaneQueries, candidates: np.ndarray, coarse: bool = False
 ) -> np.ndarray:
-    """Asymmetric scores ``(q, c) float32`` of ``candidates (q, c) int64`` (``coarse``: against
-    the ternary queries): what that scan gives those rows. Ids outside ``[0, rows)`` are
-    skipped."""
+    """Asymmetric scores ``(q, c) float32`` of ``candidates (q, c) int64`` (``coarse``: their
+    integer totals against the ternary queries): what that scan ranks those rows by. Ids outside
+    ``[0, rows)`` are skipped."""
     scores = np.empty(candidates.shape, dtype=np.float32)
     flat, per_query = scores.reshape(-1), candidates.shape[1]
     arguments = queries.kernel_arguments(coarse)

@@ -2,10 +2,11 @@
 
 Scans (``scan=``):
 
-- ``"asymmetric"`` (default): the coarse scan scores every row against the query quantized to
-  ternary values (``-1, 0, 1`` times one level: one digit, a third of the popcounts of the 4-bit
-  score) and keeps the top ``COARSE_WIDTH`` times the candidates, which are narrowed by their
-  exact asymmetric score (:mod:`.asymmetric`, the 4-bit query against the stored bits);
+- ``"asymmetric"`` (default): the coarse scan ranks every row by the integer total of its bits
+  against the query quantized to ternary values (``-1, 0, 1``: one digit, a third of the
+  popcounts of the 4-bit score; no row factors, so integer keys like Hamming's) and keeps the top
+  ``COARSE_WIDTH`` times the candidates, which are narrowed by their exact asymmetric score
+  (:mod:`.asymmetric`, the 4-bit query against the stored bits and factors);
 - ``"asymmetric-exact"``: every row's exact asymmetric score;
 - ``"hamming"``: Hamming distance between the query's bits and the rows' (fastquant 0.1's scan);
 - ``"hamming+asymmetric"``: the Hamming top ``NARROWING_WIDTH`` times the candidates, narrowed

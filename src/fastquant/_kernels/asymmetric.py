@@ -7,16 +7,19 @@ nbytes,) uint8`` (see :mod:`fastquant._kernels.bitplanes`) with per-query float3
 ``q' . (2b - 1)``). With row factors (``factor_addresses``: per chunk, ``(rows, 2) uint16``
 bfloat16 pairs ``(f, g)``) the score is ``f * s + alpha * g`` (without, ``f = 1`` and ``g = 0``:
 the same float32 operations). Every operation is a single float32 operation in this order, so
-the NumPy reference reproduces each score bit for bit. With ``coarse`` the queries are ternary,
-in ``COARSE_PLANES`` planes (one digit: a third of the popcounts), with their own scales and shifts. Top-k keeps
-the highest scores, equal scores by ascending id, as negated keys in the heaps of
-:mod:`fastquant._kernels.topk`.
+the NumPy reference reproduces each score bit for bit. Top-k keeps the highest scores, equal
+scores by ascending id, as negated keys in the heaps of :mod:`fastquant._kernels.topk`.
+
+The coarse scan (:func:`coarse_topk_serial`) ranks rows by the integer total ``t`` of a ternary
+query (``COARSE_PLANES`` planes, one digit: a third of the popcounts) alone, without factors,
+like a Hamming scan: exact integer keys ``-t``, a block skipped when its largest ``t`` cannot
+enter, no factors read.
 
 A row's score needs its factors, but its integer total ``t`` bounds it: with the least and
 greatest factors of its chunk (:func:`factor_bounds`, computed once per map), the least total
 that can beat a heap's worst key (:func:`threshold_total`) is compared with each block's largest
 total, then with each row's; only rows that reach it are scored (0.1-0.3% of a million random
-rows for a top 40 or 160). The factors are then read for those rows alone.
+rows for a top 40). The factors are then read for those rows alone.
 
 Chunks are scanned like the Hamming scan's (:mod:`fastquant._kernels.hamming`): every thread takes
 an equal run of all chunks' blocks, with heaps that live across chunks, merged at the end; the
@@ -247,7 +250,6 @@ def scan_range(
     shifts,
     alphas,
     nbytes,
-    coarse,
     row_lo,
     row_hi,
     heap_keys,
@@ -277,14 +279,14 @@ def scan_range(
     held = np.zeros(nq, dtype=np.int64)
     thresholds = np.full(nq, _EVERY_ROW, dtype=np.int32)
     threshold_worst = np.full(nq, np.nan, dtype=np.float32)
-    most = np.int64(64) * nbytes  # |t| <= 8 * bits: query values lie in -8..7 (ternary: -1..1)
+    most = np.int64(64) * nbytes  # |t| <= 8 * bits: query values lie in -8..7
     for block_lo in range(row_lo, row_hi, SCAN_BLOCK_ROWS):
         block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
         m = block_hi - block_lo
         for q_lo in range(0, nq, QUERIES_PER_SCAN):
             q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
             block_plane_totals(
-                corpus_flat, planes_flat, nbytes, coarse, block_lo, block_hi, q_lo, q_hi, totals,
+                corpus_flat, planes_flat, nbytes, False, block_lo, block_hi, q_lo, q_hi, totals,
                 maxima, prefetch_bytes,
             )  # fmt: skip
             for qi in range(q_lo, q_hi):
@@ -330,10 +332,70 @@ def scan_range(
 
 
 @njit(**KERNEL)
+def coarse_range(
+    corpus_flat, planes_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids, prefetch_bytes,
+    id_offset, allowed, filtered,
+):  # fmt: skip
+    """Offer rows ``[row_lo, row_hi)`` as ids ``id_offset + row`` to every ternary query's heap
+    ``(q, k) int32`` of keys ``-t``, those allowed only."""
+    nq = heap_keys.shape[0]
+    totals = np.empty(QUERIES_PER_SCAN * SCAN_BLOCK_ROWS, dtype=np.int32)
+    maxima = np.empty(QUERIES_PER_SCAN, dtype=np.int32)
+    for block_lo in range(row_lo, row_hi, SCAN_BLOCK_ROWS):
+        block_hi = min(block_lo + SCAN_BLOCK_ROWS, row_hi)
+        for q_lo in range(0, nq, QUERIES_PER_SCAN):
+            q_hi = min(q_lo + QUERIES_PER_SCAN, nq)
+            block_plane_totals(
+                corpus_flat, planes_flat, nbytes, True, block_lo, block_hi, q_lo, q_hi, totals,
+                maxima, prefetch_bytes,
+            )  # fmt: skip
+            for qi in range(q_lo, q_hi):
+                keys = heap_keys[qi]
+                worst = keys[0]
+                if -maxima[qi - q_lo] >= worst:
+                    continue
+                ids = heap_ids[qi]
+                column = (qi - q_lo) * SCAN_BLOCK_ROWS - block_lo
+                for r in range(block_lo, block_hi):
+                    key = -totals[column + r]
+                    # Rows arrive in ascending id, so an equal key never displaces a kept row.
+                    if key < worst and is_allowed(allowed, filtered, r):
+                        heap_replace_root(keys, ids, key, r + id_offset)
+                        worst = keys[0]
+
+
+@njit(**KERNEL)
 def _empty_heaps(threads, nq, k):
     keys = np.full((threads, nq, k), np.inf, dtype=np.float32)
     ids = np.full((threads, nq, k), EMPTY_ID, dtype=np.int64)
     return keys, ids
+
+
+@njit(**KERNEL)
+def _chunk_views(addresses, factor_addresses, allow_addresses, rows, nbytes, c):
+    """Chunk ``c``'s bits ``(n * nbytes,) uint8``, factors ``(n,) uint32`` (empty without), bitmap
+    of allowed rows and whether it has one."""
+    n = rows[c]
+    has_factors = factor_addresses.shape[0] > 0
+    corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
+    factors = carray(
+        _bytes_at(factor_addresses[c] if has_factors else addresses[c]),
+        4 * n if has_factors else 0,
+    ).view(np.uint32)
+    allowed, filtered = chunk_bitmap(allow_addresses, c, n, addresses[c])
+    return corpus_flat, factors, allowed, filtered
+
+
+@njit(**KERNEL)
+def _own_rows(rows, c, first_block, own_lo, own_hi):
+    """Rows ``[lo, hi)`` of chunk ``c`` (whose first block is ``first_block`` of all chunks')
+    in the blocks ``[own_lo, own_hi)``; empty when none are."""
+    blocks = (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+    block_lo = max(own_lo, first_block) - first_block
+    block_hi = min(own_hi, first_block + blocks) - first_block
+    if block_hi <= block_lo:
+        return 0, 0
+    return block_lo * SCAN_BLOCK_ROWS, min(rows[c], block_hi * SCAN_BLOCK_ROWS)
 
 
 @njit(**KERNEL)
@@ -348,7 +410,6 @@ def _scan_chunks(
     shifts,
     alphas,
     nbytes,
-    coarse,
     part,
     parts,
     heap_keys,
@@ -360,39 +421,18 @@ def _scan_chunks(
     own_lo, own_hi = share_of_blocks(rows, part, parts)
     first_block, id_offset = 0, 0
     for c in range(addresses.shape[0]):
-        n = rows[c]
-        blocks = (n + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-        block_lo = max(own_lo, first_block) - first_block
-        block_hi = min(own_hi, first_block + blocks) - first_block
-        if block_hi > block_lo:
-            corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
-            factors = carray(
-                _bytes_at(factor_addresses[c] if has_factors else addresses[c]),
-                4 * n if has_factors else 0,
-            ).view(np.uint32)
-            allowed, filtered = chunk_bitmap(allow_addresses, c, n, addresses[c])
-            scan_range(
-                corpus_flat,
-                factors,
-                has_factors,
-                factor_bounds_of[c],
-                planes_flat,
-                scales,
-                shifts,
-                alphas,
-                nbytes,
-                coarse,
-                block_lo * SCAN_BLOCK_ROWS,
-                min(n, block_hi * SCAN_BLOCK_ROWS),
-                heap_keys,
-                heap_ids,
-                prefetch_bytes,
-                id_offset,
-                allowed,
-                filtered,
+        lo, hi = _own_rows(rows, c, first_block, own_lo, own_hi)
+        if hi > lo:
+            corpus_flat, factors, allowed, filtered = _chunk_views(
+                addresses, factor_addresses, allow_addresses, rows, nbytes, c
             )
-        first_block += blocks
-        id_offset += n
+            scan_range(
+                corpus_flat, factors, has_factors, factor_bounds_of[c], planes_flat, scales,
+                shifts, alphas, nbytes, lo, hi, heap_keys, heap_ids, prefetch_bytes, id_offset,
+                allowed, filtered,
+            )  # fmt: skip
+        first_block += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+        id_offset += rows[c]
 
 
 @njit(**KERNEL)
@@ -407,7 +447,6 @@ def asymmetric_topk_serial(
     shifts,
     alphas,
     nbytes,
-    coarse,
     k,
     prefetch_bytes,
     out_keys,
@@ -420,23 +459,9 @@ def asymmetric_topk_serial(
     without factors)."""
     heap_keys, heap_ids = _empty_heaps(1, scales.shape[0], k)
     _scan_chunks(
-        addresses,
-        factor_addresses,
-        factor_bounds_of,
-        rows,
-        allow_addresses,
-        planes_flat,
-        scales,
-        shifts,
-        alphas,
-        nbytes,
-        coarse,
-        0,
-        1,
-        heap_keys[0],
-        heap_ids[0],
-        prefetch_bytes,
-    )
+        addresses, factor_addresses, factor_bounds_of, rows, allow_addresses, planes_flat, scales,
+        shifts, alphas, nbytes, 0, 1, heap_keys[0], heap_ids[0], prefetch_bytes,
+    )  # fmt: skip
     merge_heaps(heap_keys, heap_ids, out_keys, out_ids)
 
 
@@ -452,7 +477,6 @@ def asymmetric_topk_parallel(
     shifts,
     alphas,
     nbytes,
-    coarse,
     k,
     threads,
     prefetch_bytes,
@@ -463,23 +487,68 @@ def asymmetric_topk_parallel(
     heap_keys, heap_ids = _empty_heaps(threads, scales.shape[0], k)
     for t in prange(threads):
         _scan_chunks(
-            addresses,
-            factor_addresses,
-            factor_bounds_of,
-            rows,
-            allow_addresses,
-            planes_flat,
-            scales,
-            shifts,
-            alphas,
-            nbytes,
-            coarse,
-            t,
-            threads,
-            heap_keys[t],
-            heap_ids[t],
-            prefetch_bytes,
-        )
+            addresses, factor_addresses, factor_bounds_of, rows, allow_addresses, planes_flat,
+            scales, shifts, alphas, nbytes, t, threads, heap_keys[t], heap_ids[t], prefetch_bytes,
+        )  # fmt: skip
+    merge_heaps(heap_keys, heap_ids, out_keys, out_ids)
+
+
+#: Key of an empty coarse heap slot: above every ``-t``.
+_FAR_KEY = np.iinfo(np.int32).max
+
+
+@njit(**KERNEL)
+def _coarse_chunks(
+    addresses, rows, allow_addresses, planes_flat, nbytes, part, parts, heap_keys, heap_ids,
+    prefetch_bytes,
+):  # fmt: skip
+    """:func:`coarse_range` over share ``part`` of ``parts`` of all chunks' blocks, in order."""
+    no_factors = np.empty(0, dtype=np.int64)
+    own_lo, own_hi = share_of_blocks(rows, part, parts)
+    first_block, id_offset = 0, 0
+    for c in range(addresses.shape[0]):
+        lo, hi = _own_rows(rows, c, first_block, own_lo, own_hi)
+        if hi > lo:
+            corpus_flat, _, allowed, filtered = _chunk_views(
+                addresses, no_factors, allow_addresses, rows, nbytes, c
+            )
+            coarse_range(
+                corpus_flat, planes_flat, nbytes, lo, hi, heap_keys, heap_ids, prefetch_bytes,
+                id_offset, allowed, filtered,
+            )  # fmt: skip
+        first_block += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+        id_offset += rows[c]
+
+
+@njit(**KERNEL)
+def coarse_topk_serial(
+    addresses, rows, allow_addresses, planes_flat, nbytes, k, prefetch_bytes, out_keys, out_ids
+):  # fmt: skip
+    """Coarse top-k on the calling thread: ``out_keys (q, k) int32``, ``-t`` of the ternary
+    queries ``planes_flat`` (ascending, ties by ascending id), and ``out_ids (q, k) int64``;
+    ``k`` at most the rows allowed."""
+    heap_keys = np.full((1, out_keys.shape[0], k), _FAR_KEY, dtype=np.int32)
+    heap_ids = np.full((1, out_keys.shape[0], k), EMPTY_ID, dtype=np.int64)
+    _coarse_chunks(
+        addresses, rows, allow_addresses, planes_flat, nbytes, 0, 1, heap_keys[0], heap_ids[0],
+        prefetch_bytes,
+    )  # fmt: skip
+    merge_heaps(heap_keys, heap_ids, out_keys, out_ids)
+
+
+@njit(**PARALLEL_KERNEL)
+def coarse_topk_parallel(
+    addresses, rows, allow_addresses, planes_flat, nbytes, k, threads, prefetch_bytes, out_keys,
+    out_ids,
+):  # fmt: skip
+    """``coarse_topk_serial`` with the blocks of all chunks split into ``threads`` runs."""
+    heap_keys = np.full((threads, out_keys.shape[0], k), _FAR_KEY, dtype=np.int32)
+    heap_ids = np.full((threads, out_keys.shape[0], k), EMPTY_ID, dtype=np.int64)
+    for t in prange(threads):
+        _coarse_chunks(
+            addresses, rows, allow_addresses, planes_flat, nbytes, t, threads, heap_keys[t],
+            heap_ids[t], prefetch_bytes,
+        )  # fmt: skip
     merge_heaps(heap_keys, heap_ids, out_keys, out_ids)
 
 
@@ -499,27 +568,31 @@ def score_asymmetric_slots(
     per_query,
     out,
 ):
-    """Scores of (query, row) pairs, as the scan computes them, written to ``out`` by slot.
+    """Scores of (query, row) pairs, as the scans compute them, written to ``out`` by slot.
 
     Pair ``j`` is row ``rows[j]`` of ``bits (n, nbytes) uint8`` and query ``slots[j] //
-    per_query``; ``factors (n, 2) uint16`` (ignored unless ``has_factors``); a 4-bit or
-    ``coarse`` query like :func:`block_plane_totals`. Rows sorted ascending read the maps in
+    per_query``; ``factors (n, 2) uint16`` (ignored unless ``has_factors``). A 4-bit query gives
+    the score :func:`scan_range` ranks by; a ``coarse`` (ternary) one, ``scales`` and ``shifts``
+    unused, the total ``t`` :func:`coarse_range` ranks by. Rows sorted ascending read the maps in
     order; the rows ``RESCORE_PREFETCH_ROWS`` ahead are requested while a row is scored.
     """
     bits_flat = bits.reshape(-1)
     pairs = factors.reshape(-1).view(np.uint32)
     weights = plane_weights(coarse)
     stride = weights.shape[0] * nbytes
-    offsets = np.empty(scales.shape[0], dtype=np.int64)
+    offsets = np.empty(alphas.shape[0], dtype=np.int64)
     for qi in range(offsets.shape[0]):
         offsets[qi] = digit_offset(planes_flat, qi * stride, nbytes, weights, 0)
     for j in range(rows.shape[0]):
         prefetch_ahead(bits, rows, j)
-        if has_factors:
+        if has_factors and not coarse:
             prefetch_ahead(factors, rows, j)
         r = rows[j]
         qi = slots[j] // per_query
         t = raw_total(bits_flat, r * nbytes, planes_flat, qi * stride, nbytes, weights, 0)
         t -= offsets[qi]
+        if coarse:
+            out[slots[j]] = np.float32(t)
+            continue
         f, g = bfloat16_pair(pairs[r]) if has_factors else (np.float32(1.0), np.float32(0.0))
         out[slots[j]] = row_score(t, scales[qi], shifts[qi], alphas[qi], f, g)

@@ -75,8 +75,7 @@ def centred_queries(queries, centre, out_queries, out_alphas):
 
 @njit(**KERNEL)
 def plane_queries(
-    queries, centre, fractions, coarse_fractions, planes, scales, shifts, alphas, coarse_planes,
-    coarse_scales, coarse_shifts,
+    queries, centre, fractions, coarse_fractions, planes, scales, shifts, alphas, coarse_planes
 ):  # fmt: skip
     """Quantize each projected query ``q'`` to ``delta * w``, ``w`` in ``LOWEST..HIGHEST``.
 
@@ -90,8 +89,8 @@ def plane_queries(
     and 0 elsewhere, ``lam`` the mean ``|q'_j|`` above ``theta``, for the first ``theta = fraction
     * rms(q')`` of ``coarse_fractions`` with the least squared error; ``coarse_planes (q,
     COARSE_PLANES, ceil(d / 8)) uint8`` (zeroed by the caller) hold the bits of ``u_j = 1`` and
-    of ``u_j = -1``, ``coarse_scales`` = ``2 lam`` and ``coarse_shifts`` = ``-lam * sum_j u_j``;
-    none when ``coarse_planes`` has no rows.
+    of ``u_j = -1``; none when ``coarse_planes`` has no rows. The coarse scan ranks rows by
+    ``sum_j u_j b_j`` alone, so ``lam`` only chooses ``theta``.
     """
     d = queries.shape[1]
     centre_norm2 = _norm2(centre)
@@ -130,17 +129,14 @@ def plane_queries(
         shifts[qi] = np.float32(-best_delta * level_sum)
         if coarse_planes.shape[0] == 0:
             continue
-        lam, level_sum = _ternary(projected, coarse_fractions, candidates, coarse_planes[qi])
-        coarse_scales[qi] = np.float32(2.0 * lam)
-        coarse_shifts[qi] = np.float32(-lam * level_sum)
+        _ternary(projected, coarse_fractions, candidates, coarse_planes[qi])
 
 
 @njit(**INLINE_KERNEL)
 def _ternary(projected, fractions, candidates, planes):
     """Write the ternary query of ``projected (d,) float64`` into ``planes (COARSE_PLANES,
-    nbytes)``; return its level ``lam`` and ``sum_j u_j``. ``candidates (4, f) float64``: room
-    for each fraction's threshold, level, count and error; every candidate's sums are taken over
-    j in order, all candidates in one pass."""
+    nbytes)``. ``candidates (4, f) float64``: room for each fraction's threshold, level, count
+    and error; every candidate's sums are taken over j in order, all candidates in one pass."""
     d = projected.shape[0]
     mean_square = 0.0
     for j in range(d):
@@ -163,14 +159,10 @@ def _ternary(projected, fractions, candidates, planes):
         for f in range(thetas.shape[0]):
             residual = value - lams[f] if value > thetas[f] else value
             errors[f] += residual * residual
-    best_error, best_theta, best_lam = np.inf, np.inf, 1.0
+    best_error, best_theta = np.inf, np.inf
     for f in range(thetas.shape[0]):
         if errors[f] < best_error:
-            best_error, best_theta, best_lam = errors[f], thetas[f], lams[f]
-    level_sum = 0
+            best_error, best_theta = errors[f], thetas[f]
     for j in range(d):
         if abs(projected[j]) > best_theta:
-            negative = projected[j] < 0
-            level_sum += -1 if negative else 1
-            planes[1 if negative else 0, j >> 3] |= np.uint8(1 << (7 - (j & 7)))
-    return best_lam, level_sum
+            planes[1 if projected[j] < 0 else 0, j >> 3] |= np.uint8(1 << (7 - (j & 7)))
