@@ -43,10 +43,10 @@ from .bitplanes import (
     plane_block_4,
 )
 from .config import INLINE_KERNEL, KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
-from .hamming import _bytes_at, chunk_bitmap, share_of_blocks
+from .hamming import _bytes_at, chunk_view, own_spans
 from .hints import prefetch_ahead, prefetch_element
 from .popcount import QUERIES_PER_SCAN
-from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps
+from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps, offer_rows
 
 _PLANE_WEIGHTS = np.array(PLANE_WEIGHTS, dtype=np.int64)
 _COARSE_WEIGHTS = np.array(COARSE_WEIGHTS, dtype=np.int64)
@@ -350,18 +350,12 @@ def coarse_range(
                 maxima, prefetch_bytes,
             )  # fmt: skip
             for qi in range(q_lo, q_hi):
-                keys = heap_keys[qi]
-                worst = keys[0]
-                if -maxima[qi - q_lo] >= worst:
+                if -maxima[qi - q_lo] >= heap_keys[qi, 0]:
                     continue
-                ids = heap_ids[qi]
-                column = (qi - q_lo) * SCAN_BLOCK_ROWS - block_lo
-                for r in range(block_lo, block_hi):
-                    key = -totals[column + r]
-                    # Rows arrive in ascending id, so an equal key never displaces a kept row.
-                    if key < worst and is_allowed(allowed, filtered, r):
-                        heap_replace_root(keys, ids, key, r + id_offset)
-                        worst = keys[0]
+                offer_rows(
+                    heap_keys[qi], heap_ids[qi], totals, (qi - q_lo) * SCAN_BLOCK_ROWS, 1, True,
+                    block_lo, block_hi, id_offset, allowed, filtered,
+                )  # fmt: skip
 
 
 @njit(**KERNEL)
@@ -372,30 +366,14 @@ def _empty_heaps(threads, nq, k):
 
 
 @njit(**KERNEL)
-def _chunk_views(addresses, factor_addresses, allow_addresses, rows, nbytes, c):
-    """Chunk ``c``'s bits ``(n * nbytes,) uint8``, factors ``(n,) uint32`` (empty without), bitmap
-    of allowed rows and whether it has one."""
-    n = rows[c]
+def _chunk_factors(factor_addresses, addresses, rows, c):
+    """Chunk ``c``'s factors ``(n,) uint32`` (bfloat16 pairs); empty when ``factor_addresses``
+    is."""
     has_factors = factor_addresses.shape[0] > 0
-    corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
-    factors = carray(
+    return carray(
         _bytes_at(factor_addresses[c] if has_factors else addresses[c]),
-        4 * n if has_factors else 0,
+        4 * rows[c] if has_factors else 0,
     ).view(np.uint32)
-    allowed, filtered = chunk_bitmap(allow_addresses, c, n, addresses[c])
-    return corpus_flat, factors, allowed, filtered
-
-
-@njit(**KERNEL)
-def _own_rows(rows, c, first_block, own_lo, own_hi):
-    """Rows ``[lo, hi)`` of chunk ``c`` (whose first block is ``first_block`` of all chunks')
-    in the blocks ``[own_lo, own_hi)``; empty when none are."""
-    blocks = (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-    block_lo = max(own_lo, first_block) - first_block
-    block_hi = min(own_hi, first_block + blocks) - first_block
-    if block_hi <= block_lo:
-        return 0, 0
-    return block_lo * SCAN_BLOCK_ROWS, min(rows[c], block_hi * SCAN_BLOCK_ROWS)
 
 
 @njit(**KERNEL)
@@ -418,21 +396,14 @@ def _scan_chunks(
 ):
     """Scan share ``part`` of ``parts`` of all chunks' blocks, in order, into one set of heaps."""
     has_factors = factor_addresses.shape[0] > 0
-    own_lo, own_hi = share_of_blocks(rows, part, parts)
-    first_block, id_offset = 0, 0
-    for c in range(addresses.shape[0]):
-        lo, hi = _own_rows(rows, c, first_block, own_lo, own_hi)
-        if hi > lo:
-            corpus_flat, factors, allowed, filtered = _chunk_views(
-                addresses, factor_addresses, allow_addresses, rows, nbytes, c
-            )
-            scan_range(
-                corpus_flat, factors, has_factors, factor_bounds_of[c], planes_flat, scales,
-                shifts, alphas, nbytes, lo, hi, heap_keys, heap_ids, prefetch_bytes, id_offset,
-                allowed, filtered,
-            )  # fmt: skip
-        first_block += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-        id_offset += rows[c]
+    for span in own_spans(rows, part, parts):
+        c, lo, hi, id_offset = span[0], span[1], span[2], span[3]
+        corpus_flat, allowed, filtered = chunk_view(addresses, allow_addresses, rows, nbytes, c)
+        scan_range(
+            corpus_flat, _chunk_factors(factor_addresses, addresses, rows, c), has_factors,
+            factor_bounds_of[c], planes_flat, scales, shifts, alphas, nbytes, lo, hi, heap_keys,
+            heap_ids, prefetch_bytes, id_offset, allowed, filtered,
+        )  # fmt: skip
 
 
 @njit(**KERNEL)
@@ -503,21 +474,13 @@ def _coarse_chunks(
     prefetch_bytes,
 ):  # fmt: skip
     """:func:`coarse_range` over share ``part`` of ``parts`` of all chunks' blocks, in order."""
-    no_factors = np.empty(0, dtype=np.int64)
-    own_lo, own_hi = share_of_blocks(rows, part, parts)
-    first_block, id_offset = 0, 0
-    for c in range(addresses.shape[0]):
-        lo, hi = _own_rows(rows, c, first_block, own_lo, own_hi)
-        if hi > lo:
-            corpus_flat, _, allowed, filtered = _chunk_views(
-                addresses, no_factors, allow_addresses, rows, nbytes, c
-            )
-            coarse_range(
-                corpus_flat, planes_flat, nbytes, lo, hi, heap_keys, heap_ids, prefetch_bytes,
-                id_offset, allowed, filtered,
-            )  # fmt: skip
-        first_block += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-        id_offset += rows[c]
+    for span in own_spans(rows, part, parts):
+        c, lo, hi, id_offset = span[0], span[1], span[2], span[3]
+        corpus_flat, allowed, filtered = chunk_view(addresses, allow_addresses, rows, nbytes, c)
+        coarse_range(
+            corpus_flat, planes_flat, nbytes, lo, hi, heap_keys, heap_ids, prefetch_bytes,
+            id_offset, allowed, filtered,
+        )  # fmt: skip
 
 
 @njit(**KERNEL)

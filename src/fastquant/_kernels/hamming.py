@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from .config import KERNEL, PARALLEL_KERNEL, SCAN_BLOCK_ROWS
 from .popcount import QUERIES_PER_SCAN, scan_block_1, scan_block_4, xor_popcount_byte
-from .topk import EMPTY_ID, heap_replace_root, is_allowed, merge_heaps
+from .topk import EMPTY_ID, merge_heaps, offer_rows
 
 _FAR = np.iinfo(np.int32).max
 
@@ -110,17 +110,12 @@ def scan_range(
                 prefetch_bytes,
             )
             for qi in range(q_lo, q_hi):
-                keys = heap_keys[qi]
-                worst = keys[0]
-                if minima[qi - q_lo] >= worst:
+                if minima[qi - q_lo] >= heap_keys[qi, 0]:
                     continue
-                ids = heap_ids[qi]
-                for r in range(block_lo, block_hi):
-                    d = dist[QUERIES_PER_SCAN * (r - block_lo) + qi - q_lo]
-                    # Rows arrive in ascending id, so an equal distance never displaces a kept row.
-                    if d < worst and is_allowed(allowed, filtered, r):
-                        heap_replace_root(keys, ids, d, r + id_offset)
-                        worst = keys[0]
+                offer_rows(
+                    heap_keys[qi], heap_ids[qi], dist, qi - q_lo, QUERIES_PER_SCAN, False,
+                    block_lo, block_hi, id_offset, allowed, filtered,
+                )  # fmt: skip
 
 
 @njit(**KERNEL)
@@ -148,24 +143,41 @@ def _bytes_at(typingctx, address):
 
 
 @njit(**KERNEL)
-def share_of_blocks(rows, part, parts):
-    """``(lo, hi)``: share ``part`` of ``parts`` of the blocks of chunks of ``rows`` rows, all
-    numbered one after the other."""
+def own_spans(rows, part, parts):
+    """``(m, 4) int64``: the chunk, first and last row (exclusive) and id offset of each piece of
+    share ``part`` of ``parts`` of the blocks of chunks of ``rows`` rows, all numbered one after
+    the other, in order. The runs are equal, so threads stay balanced however small the chunks
+    are, and each sees its rows in ascending id."""
     total_blocks = 0
     for c in range(rows.shape[0]):
         total_blocks += (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-    return total_blocks * part // parts, total_blocks * (part + 1) // parts
+    own_lo, own_hi = total_blocks * part // parts, total_blocks * (part + 1) // parts
+    spans = np.empty((rows.shape[0], 4), dtype=np.int64)
+    m, first_block, id_offset = 0, 0, 0
+    for c in range(rows.shape[0]):
+        blocks = (rows[c] + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
+        block_lo = max(own_lo, first_block) - first_block
+        block_hi = min(own_hi, first_block + blocks) - first_block
+        if block_hi > block_lo:
+            spans[m, 0], spans[m, 3] = c, id_offset
+            spans[m, 1] = block_lo * SCAN_BLOCK_ROWS
+            spans[m, 2] = min(rows[c], block_hi * SCAN_BLOCK_ROWS)
+            m += 1
+        first_block += blocks
+        id_offset += rows[c]
+    return spans[:m]
 
 
 @njit(**KERNEL)
-def chunk_bitmap(allow_addresses, c, n, any_address):
-    """Chunk ``c``'s bitmap of allowed rows (``n`` rows) and whether it has one; without one, an
-    empty array at ``any_address``."""
+def chunk_view(addresses, allow_addresses, rows, nbytes, c):
+    """Chunk ``c``'s bits ``(n * nbytes,) uint8``, its bitmap of allowed rows and whether it has
+    one (without one, an empty array)."""
+    n = rows[c]
     filtered = allow_addresses[c] != 0
     bitmap = carray(
-        _bytes_at(allow_addresses[c] if filtered else any_address), (n + 7) // 8 if filtered else 0
+        _bytes_at(allow_addresses[c] if filtered else addresses[c]), (n + 7) // 8 if filtered else 0
     )
-    return bitmap, filtered
+    return carray(_bytes_at(addresses[c]), n * nbytes), bitmap, filtered
 
 
 @njit(**KERNEL)
@@ -181,38 +193,15 @@ def _scan_chunks(
     heap_ids,
     prefetch_bytes,
 ):
-    """Scan share ``part`` of ``parts`` of all chunks' blocks, in order, into one set of heaps.
-
-    The blocks of every chunk, one after the other, are cut into ``parts`` equal runs, so threads
-    stay balanced however small the chunks are, and each sees its rows in ascending id.
-    """
-    own_lo, own_hi = share_of_blocks(rows, part, parts)
-    first_block, id_offset = 0, 0
-    for c in range(addresses.shape[0]):
-        n = rows[c]
-        blocks = (n + SCAN_BLOCK_ROWS - 1) // SCAN_BLOCK_ROWS
-        block_lo = max(own_lo, first_block) - first_block
-        block_hi = min(own_hi, first_block + blocks) - first_block
-        if block_hi > block_lo:
-            corpus_flat = carray(_bytes_at(addresses[c]), n * nbytes)
-            allowed, filtered = chunk_bitmap(allow_addresses, c, n, addresses[c])
-            row_lo = block_lo * SCAN_BLOCK_ROWS
-            row_hi = min(n, block_hi * SCAN_BLOCK_ROWS)
-            scan_range(
-                corpus_flat,
-                queries_flat,
-                nbytes,
-                row_lo,
-                row_hi,
-                heap_keys,
-                heap_ids,
-                prefetch_bytes,
-                id_offset,
-                allowed,
-                filtered,
-            )
-        first_block += blocks
-        id_offset += n
+    """Scan share ``part`` of ``parts`` of all chunks' blocks (:func:`own_spans`), in order, into
+    one set of heaps."""
+    for span in own_spans(rows, part, parts):
+        c, row_lo, row_hi, id_offset = span[0], span[1], span[2], span[3]
+        corpus_flat, allowed, filtered = chunk_view(addresses, allow_addresses, rows, nbytes, c)
+        scan_range(
+            corpus_flat, queries_flat, nbytes, row_lo, row_hi, heap_keys, heap_ids, prefetch_bytes,
+            id_offset, allowed, filtered,
+        )  # fmt: skip
 
 
 @njit(**KERNEL)

@@ -50,6 +50,23 @@ def heap_replace_root(keys, ids, key, idx):
     ids[pos] = idx
 
 
+@njit(**INLINE_KERNEL)
+def offer_rows(
+    keys, ids, values, first, stride, negate, row_lo, row_hi, id_offset, allowed, filtered
+):
+    """Offer rows ``[row_lo, row_hi)`` to the heap ``keys, ids`` as ids ``id_offset + r``, row
+    ``r``'s key ``values[first + stride * (r - row_lo)]`` (negated with ``negate``), those
+    ``is_allowed`` only. Rows arrive in ascending id, so an equal key never displaces a kept row."""
+    worst = keys[0]
+    for r in range(row_lo, row_hi):
+        key = values[first + stride * (r - row_lo)]
+        if negate:
+            key = -key
+        if key < worst and is_allowed(allowed, filtered, r):
+            heap_replace_root(keys, ids, key, r + id_offset)
+            worst = keys[0]
+
+
 @njit(**KERNEL)
 def sort_pairs(keys, ids, out_keys, out_ids):
     """Write the ``len(out_keys)`` best ``(key, id)`` pairs of ``keys, ids (m,)`` in ascending order."""
